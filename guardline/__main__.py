@@ -1,0 +1,5 @@
+import sys
+
+from guardline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,201 @@
+"""``guardline serve | simulate | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from guardline import __version__
+from guardline.errors import GuardlineError
+from guardline.logs import configure
+from guardline.settings import Settings, load_settings, with_upstream
+
+log = logging.getLogger("guardline")
+
+_CONFIG_HELP = (
+    "YAML settings file (also GUARDLINE_CONFIG). GUARDLINE_* environment variables override "
+    "it, and command-line options override both."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        handler = {"serve": _serve, "simulate": _simulate, "demo": _demo}[args.command]
+        handler(args)
+    except GuardlineError as exc:
+        print(f"guardline: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardline",
+        description="LLM guardrail proxy and online monitoring agent for OpenAI and Anthropic.",
+    )
+    parser.add_argument("--version", action="version", version=f"guardline {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the proxy",
+        description="Run the proxy. Point an OpenAI SDK at http://HOST:PORT/v1 and an "
+        "Anthropic SDK at http://HOST:PORT.",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument(
+        "--port", type=int, help="port to listen on (default 8080; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="send every route (OpenAI and Anthropic) to this base URL, e.g. the simulator",
+    )
+    serve.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the upstream simulator (a test and demo tool)",
+        description="Run the built-in upstream simulator: OpenAI and Anthropic wire formats, "
+        "deterministic replies, scripted content and fault injection. Not a model.",
+    )
+    _simulator_options(simulate, default_port="9000")
+    simulate.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    simulate.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the proxy in front of the simulator, and print how to call it",
+        description="Run the proxy and the simulator together in one process.",
+    )
+    demo.add_argument("--host", help="proxy address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="proxy port (default 8080)")
+    demo.add_argument("--sim-port", type=int, default=0, help="simulator port (default: any free)")
+    demo.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _simulator_options(demo, default_port=None)
+    return parser
+
+
+def _simulator_options(parser: argparse.ArgumentParser, default_port: str | None) -> None:
+    if default_port is not None:
+        parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument("--port", type=int, help=f"port to listen on (default {default_port})")
+    parser.add_argument("--seed", type=int, help="seed for generated replies (default 0)")
+    parser.add_argument("--ttft-ms", type=float, help="time to first token (default 100)")
+    parser.add_argument("--token-delay-ms", type=float, help="delay between tokens (default 10)")
+    parser.add_argument(
+        "--scenario",
+        help="default content: default, echo, pii, toxic, stereotype (per request: x-sim-scenario)",
+    )
+    parser.add_argument("--script", metavar="FILE", help="YAML rules {match, scenario|reply|fault}")
+
+
+def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named options the user actually gave (argparse leaves the rest None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _settings(args: argparse.Namespace, *, proxy: bool) -> Settings:
+    overrides: dict[str, Any] = _overrides(args, "log_level")
+    if proxy:
+        overrides.update(_overrides(args, "host", "port"))
+    simulator = _overrides(args, "seed", "ttft_ms", "token_delay_ms", "scenario", "script")
+    if not proxy:
+        simulator.update(_overrides(args, "host", "port"))
+    if simulator:
+        overrides["simulator"] = simulator
+    return load_settings(args.config, overrides)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from guardline.proxy.app import create_app  # noqa: PLC0415 - keep --help fast
+    from guardline.server import bind, bound_url, make_server, run, serve_all  # noqa: PLC0415
+
+    settings = _settings(args, proxy=True)
+    if args.upstream:
+        settings = with_upstream(settings, args.upstream)
+    configure(settings.log_level)
+    app = create_app(settings)
+    sock = bind(settings.host, settings.port)
+    url = bound_url(sock)
+    log.info("guardline %s listening on %s", __version__, url)
+    log.info("OpenAI SDK base_url=%s/v1 · Anthropic SDK base_url=%s", url, url)
+    run(serve_all([(make_server(app, log_level=settings.log_level), sock)]))
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from guardline.server import bind, bound_url, make_server, run, serve_all  # noqa: PLC0415
+    from guardline.simulator import create_simulator  # noqa: PLC0415
+
+    settings = _settings(args, proxy=False)
+    configure(settings.log_level)
+    sim = settings.simulator
+    app = create_simulator(sim)
+    sock = bind(sim.host, sim.port)
+    log.info(
+        "guardline simulator (a test and demo tool, not a model) listening on %s "
+        "(ttft %g ms, token delay %g ms, scenario %s, seed %d)",
+        bound_url(sock),
+        sim.ttft_ms,
+        sim.token_delay_ms,
+        sim.scenario,
+        sim.seed,
+    )
+    run(serve_all([(make_server(app, log_level=settings.log_level), sock)]))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from guardline.proxy.app import create_app  # noqa: PLC0415
+    from guardline.server import bind, bound_url, make_server, run, serve_all  # noqa: PLC0415
+    from guardline.simulator import create_simulator  # noqa: PLC0415
+
+    settings = _settings(args, proxy=True)
+    configure(settings.log_level)
+    sim_sock = bind(settings.simulator.host, args.sim_port)
+    sim_url = bound_url(sim_sock)
+    settings = with_upstream(settings, sim_url)
+    proxy = create_app(settings)
+    proxy_sock = bind(settings.host, settings.port)
+    url = bound_url(proxy_sock)
+    print(_DEMO_BANNER.format(url=url, sim=sim_url), flush=True)
+    simulator = create_simulator(settings.simulator)
+    run(
+        serve_all(
+            [
+                (make_server(proxy, log_level=settings.log_level), proxy_sock),
+                (make_server(simulator, log_level=settings.log_level), sim_sock),
+            ]
+        )
+    )
+
+
+_DEMO_BANNER = """
+Guardline demo: proxy {url}  ->  upstream simulator {sim}
+
+Point your SDK at the proxy; nothing else changes:
+  OpenAI:    OpenAI(base_url="{url}/v1", api_key="sk-demo")
+  Anthropic: Anthropic(base_url="{url}", api_key="demo")
+
+Or with curl:
+  curl -s {url}/v1/chat/completions -H 'content-type: application/json' \\
+       -H 'authorization: Bearer sk-demo' \\
+       -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  curl -sN {url}/v1/messages -H 'content-type: application/json' \\
+       -H 'x-api-key: demo' -H 'anthropic-version: 2023-06-01' \\
+       -d '{{"model": "claude-haiku-4-5", "max_tokens": 64, "stream": true,
+            "messages": [{{"role": "user", "content": "Hello [sim:pii]"}}]}}'
+
+The simulator answers deterministically. Put [sim:pii], [sim:toxic] or [sim:stereotype] in a
+prompt (or send x-sim-scenario) for scripted content; x-sim-fault: 429|500|slow|hang|
+disconnect|malformed|truncate injects faults. Health: {url}/healthz. Ctrl+C stops.
+"""

@@ -1,0 +1,1 @@
+"""The HTTP surface: app factory, endpoint, provider adapters, upstream transport."""

@@ -1,0 +1,89 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from guardline import __version__
+from guardline.errors import RouteNotFoundError
+from guardline.proxy.adapters import ADAPTERS, provider_for
+from guardline.proxy.context import ProxyContext
+from guardline.proxy.endpoint import ProxyEndpoint, send_error
+from guardline.proxy.headers import request_id
+from guardline.proxy.transport import Transport
+from guardline.settings import Settings
+
+log = logging.getLogger("guardline")
+
+
+def create_app(settings: Settings, *, transports: Mapping[str, Transport] | None = None) -> FastAPI:
+    """Build the proxy app. ``transports`` replaces upstream pools by name (tests)."""
+    context = ProxyContext(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        context.start(transports)
+        for name, upstream in context.upstreams.items():
+            log.info(
+                "upstream %s: %s %s (%s)",
+                name,
+                upstream.provider,
+                upstream.settings.base_url,
+                "key injected from $" + upstream.settings.api_key_env
+                if upstream.settings.api_key_env
+                else "client key passes through",
+            )
+        if context.access.enabled:
+            log.info("proxy access keys: required (%d configured)", len(settings.access_keys))
+        try:
+            yield
+        finally:
+            await context.close()
+
+    app = FastAPI(
+        title="Guardline",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        # Guardline records its own GenAI telemetry; FastAPI's generic HTTP spans would
+        # duplicate it (and carry URLs) whenever a global OTel provider is configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.guardline = context
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        """Liveness, plus what is active: upstream pools, requests in flight."""
+        return {"version": __version__, **context.health()}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ready = context.started
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    app.router.routes.append(Route("/v1/{path:path}", ProxyEndpoint(context)))
+    app.router.routes.append(Route("/{path:path}", NotFoundEndpoint()))
+    return app
+
+
+class NotFoundEndpoint:
+    """Unknown routes get a 404 in the format of the SDK that called."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope["headers"]
+        adapter = ADAPTERS[provider_for(scope["path"], headers)]
+        rid = request_id(headers)
+        err = RouteNotFoundError(
+            f"Unknown route {scope['method']} {scope['path']}; Guardline proxies /v1/... paths.",
+            code="route_not_found",
+        )
+        await send_error(send, adapter, err, rid)

@@ -1,0 +1,313 @@
+"""The ASGI endpoint every ``/v1/...`` call goes through.
+
+Raw ASGI rather than a FastAPI handler: bodies are parsed once with orjson, headers stay
+bytes, and nothing on this path validates vendor payloads with pydantic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from guardline.disconnect import DisconnectWatch
+from guardline.errors import (
+    BodyTooLargeError,
+    GuardlineError,
+    MalformedRequestError,
+    RouteNotFoundError,
+    UpstreamProtocolError,
+)
+from guardline.exchange import Endpoint, Exchange, Outcome
+from guardline.proxy.adapters import ADAPTERS, Adapter, endpoint_for, provider_for
+from guardline.proxy.context import ProxyContext
+from guardline.proxy.headers import REQUEST_ID, client_headers, request_id, upstream_headers
+from guardline.proxy.relay import relay_events
+from guardline.proxy.transport import Body, Header, UpstreamResponse, header_value
+
+log = logging.getLogger("guardline.proxy")
+
+_JSON = (b"content-type", b"application/json")
+_KNOWN_PATHS = frozenset(path for adapter in ADAPTERS.values() for _, path in adapter.endpoints)
+
+
+async def send_error(send: Send, adapter: Adapter, err: GuardlineError, rid: str) -> None:
+    """Answer with ``err`` as the provider's own error body."""
+    body = adapter.error_body(err, rid)
+    headers = [_JSON, (REQUEST_ID, rid.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ClientDisconnectedError(Exception):
+    """The client went away while its request body was being read."""
+
+
+class ProxyEndpoint:
+    def __init__(self, context: ProxyContext) -> None:
+        self._context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _Call(self._context, scope, receive, send).run()
+
+
+class _Call:
+    """One request. Also the relay's ``Downstream``."""
+
+    __slots__ = ("adapter", "ctx", "exchange", "receive", "scope", "send", "started", "watch")
+
+    def __init__(self, ctx: ProxyContext, scope: Scope, receive: Receive, send: Send) -> None:
+        self.ctx = ctx
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        headers = scope["headers"]
+        path: str = scope["path"]
+        method: str = scope["method"]
+        provider = provider_for(path, headers)
+        self.adapter = ADAPTERS[provider]
+        self.exchange = Exchange(
+            request_id=request_id(headers),
+            provider=provider,
+            endpoint=endpoint_for(self.adapter, method, path),
+            method=method,
+            path=path,
+            received=time.perf_counter(),
+        )
+        self.started = False  # response headers sent
+        self.watch = DisconnectWatch(receive)
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        exchange = self.exchange
+        ctx.inflight += 1
+        try:
+            await self._proxy()
+        except asyncio.CancelledError as exc:
+            self.watch.absorb(exc)  # the client left: not an error of ours
+            exchange.outcome = Outcome.CLIENT_DISCONNECT
+        except ClientDisconnectedError:
+            exchange.outcome = Outcome.CLIENT_DISCONNECT
+        except GuardlineError as err:
+            await self._fail(err)
+        finally:
+            self.watch.stop()
+            ctx.inflight -= 1
+            exchange.done = time.perf_counter()
+            ctx.record(exchange)
+
+    async def _proxy(self) -> None:
+        ctx = self.ctx
+        scope = self.scope
+        exchange = self.exchange
+        headers: list[Header] = scope["headers"]
+        consumed = ctx.access.check(headers)
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        _check_path(raw_path, exchange.path)
+        body: Body
+        if exchange.endpoint is Endpoint.PASSTHROUGH:
+            body = self._body_stream(headers) if _has_body(headers) else b""
+            if not body:
+                self.watch.start()
+        else:
+            body = await self._read_body(headers)
+            if exchange.method == "POST":
+                self._parse(body)
+            self.watch.start()
+        upstream = ctx.router.select(self.adapter.provider, exchange.path, exchange.model)
+        exchange.upstream = upstream.name
+        out = upstream_headers(
+            headers, drop=consumed, auth=upstream.auth, added=upstream.added_headers
+        )
+        if not isinstance(body, bytes) and (length := header_value(headers, b"content-length")):
+            out.append((b"content-length", length))
+        target = upstream.target(raw_path, scope["query_string"])
+        exchange.upstream_sent = time.perf_counter()
+        response = await upstream.transport.send(scope["method"].encode(), target, out, body)
+        exchange.first_byte = time.perf_counter()
+        exchange.status = response.status
+        if response.status >= 400:
+            exchange.outcome = Outcome.UPSTREAM_ERROR
+        try:
+            await self._respond(response)
+        finally:
+            await response.aclose()
+
+    async def _respond(self, response: UpstreamResponse) -> None:
+        exchange = self.exchange
+        content_type = header_value(response.headers, b"content-type") or b""
+        if content_type.startswith(b"text/event-stream"):
+            exchange.stream = True
+            out = client_headers(response.headers, exchange.request_id)
+            if exchange.endpoint is Endpoint.PASSTHROUGH:
+                await self._relay_chunks(response, out)
+            else:
+                await relay_events(
+                    response,
+                    self,
+                    headers=out,
+                    adapter=self.adapter,
+                    endpoint=exchange.endpoint,
+                    exchange=exchange,
+                )
+        elif exchange.endpoint is Endpoint.PASSTHROUGH:
+            await self._relay_chunks(
+                response, client_headers(response.headers, exchange.request_id)
+            )
+        else:
+            data = await response.read()
+            if response.status < 300 and content_type.startswith(b"application/json"):
+                _check_json(data)
+            out = client_headers(response.headers, exchange.request_id, len(data))
+            await self.start(response.status, out)
+            await self.body(data)
+            await self.end()
+
+    async def _relay_chunks(self, response: UpstreamResponse, headers: list[Header]) -> None:
+        await self.start(response.status, headers)
+        while (chunk := await response.next_chunk()) is not None:
+            await self.body(chunk)
+        await self.end()
+
+    # Downstream ---------------------------------------------------------------------
+
+    async def start(self, status: int, headers: list[Header]) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes) -> None:
+        if self.exchange.first_chunk is None:
+            self.exchange.first_chunk = time.perf_counter()
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        self.watch.finished = True
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # internals ------------------------------------------------------------------------
+
+    async def _fail(self, err: GuardlineError) -> None:
+        exchange = self.exchange
+        exchange.outcome = Outcome.ERROR
+        exchange.error_code = err.code
+        if err.status >= 500:
+            log.warning(
+                "%s %s via %s failed: %s (%s) request_id=%s",
+                exchange.method,
+                exchange.path,
+                exchange.upstream,
+                err.code,
+                err.message,
+                exchange.request_id,
+            )
+        if self.started:
+            # Bytes already went out (a pass-through body): returning without completing
+            # the response makes the server close the connection, so the client sees a
+            # truncated body rather than a clean end.
+            return
+        exchange.status = err.status
+        self.started = self.watch.finished = True
+        await send_error(self.send, self.adapter, err, exchange.request_id)
+
+    async def _read_body(self, headers: list[Header]) -> bytes:
+        limit = self.ctx.max_body_bytes
+        _check_declared_length(headers, limit)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            if not message.get("more_body", False):
+                if not parts:
+                    return chunk
+                parts.append(chunk)
+                return b"".join(parts)
+            parts.append(chunk)
+
+    async def _body_stream(self, headers: list[Header]) -> AsyncIterator[bytes]:
+        limit = self.ctx.max_body_bytes
+        _check_declared_length(headers, limit)
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                self.watch.start()
+                return
+
+    def _parse(self, body: bytes) -> None:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequestError(
+                f"We could not parse the JSON body of your request ({exc.msg})."
+            ) from None
+        if not isinstance(parsed, dict):
+            raise MalformedRequestError("The request body must be a JSON object.")
+        model = parsed.get("model")
+        if model is not None and not isinstance(model, str):
+            raise MalformedRequestError("'model' must be a string.")
+        self.exchange.model = model
+        self.exchange.stream = parsed.get("stream") is True
+
+
+def _check_path(raw_path: bytes, path: str) -> None:
+    """Only canonical paths are proxied, so no spelling reaches an upstream endpoint that
+    the proxy would have classified differently (and skipped scanning)."""
+    lowered = raw_path.lower()
+    if (
+        b"//" in raw_path
+        or b"/./" in raw_path
+        or b"/../" in raw_path
+        or raw_path.endswith((b"/.", b"/.."))
+        or b"\\" in raw_path
+        or b"%2f" in lowered
+        or b"%5c" in lowered
+        or b"%2e" in lowered
+        or b"%00" in lowered
+    ):
+        raise RouteNotFoundError(f"Invalid URL path {path!r}.", code="route_not_found")
+    if path not in _KNOWN_PATHS and path.lower().rstrip("/") in _KNOWN_PATHS:
+        raise RouteNotFoundError(f"Invalid URL path {path!r}.", code="route_not_found")
+
+
+def _check_json(data: bytes) -> None:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError("The upstream sent a malformed JSON response.") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamProtocolError("The upstream sent a JSON response that is not an object.")
+
+
+def _has_body(headers: list[Header]) -> bool:
+    length = header_value(headers, b"content-length")
+    if length is not None:
+        return length.strip() not in (b"", b"0")
+    return header_value(headers, b"transfer-encoding") is not None
+
+
+def _check_declared_length(headers: list[Header], limit: int) -> None:
+    length = header_value(headers, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+
+
+def _too_large(limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(f"Request body is larger than the proxy's limit of {limit} bytes.")

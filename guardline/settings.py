@@ -1,0 +1,310 @@
+"""The one settings object.
+
+Sources, lowest to highest precedence: field defaults < YAML file (``--config`` or
+``GUARDLINE_CONFIG``) < ``GUARDLINE_*`` environment (nested keys joined by ``__``, e.g.
+``GUARDLINE_UPSTREAMS__OPENAI__BASE_URL``) < command-line overrides. Every environment
+variable Guardline reads is a field declared here, once. Secrets are never stored: an
+upstream names the *environment variable* that holds its key (``api_key_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from guardline.errors import ConfigError
+
+Provider = Literal["openai", "anthropic"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic")
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TimeoutSettings(_Model):
+    """Upstream timeouts, in seconds."""
+
+    connect: PositiveFloat = 10.0
+    """TCP connect plus TLS handshake."""
+    read: PositiveFloat = 600.0
+    """Longest silence from the upstream while a request is in flight (headers or body)."""
+    pool: PositiveFloat = 10.0
+    """Longest wait for a free connection when ``max_connections`` are busy."""
+
+
+class UpstreamSettings(_Model):
+    """A named upstream: where calls go and how Guardline authenticates to it."""
+
+    provider: Provider
+    base_url: str
+    """``https://api.openai.com/v1``, ``https://api.anthropic.com``, ``http://host:11434/v1``.
+    Guardline serves ``/v1/...``; a base URL ending in ``/v1`` replaces that prefix,
+    any other base URL gets the whole ``/v1/...`` path appended."""
+    api_key_env: str | None = None
+    """Name of an environment variable holding the key to inject. Unset: the client's own
+    ``Authorization`` / ``x-api-key`` passes through."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Static headers added to every upstream request (e.g. ``OpenAI-Organization``)."""
+    timeout: TimeoutSettings = TimeoutSettings()
+    max_connections: PositiveInt = 512
+    keepalive_expiry: PositiveFloat = 4.0
+    """Idle pooled connections older than this are not reused (below common server
+    keep-alive timeouts, 5 s for uvicorn, so Guardline closes first)."""
+    ca_bundle: Path | None = None
+    """PEM file of CAs to trust for this upstream instead of the system store."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL with a host; e.g. http://127.0.0.1:9000"
+            )
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must not carry credentials, a query or a fragment; use api_key_env")
+        try:
+            parts.port  # noqa: B018 - validates the port range
+        except ValueError as exc:
+            raise ValueError(f"bad port in {value!r}") from exc
+        return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, val in value.items():
+            if not _HEADER_NAME.match(name) or "\r" in val or "\n" in val:
+                raise ValueError(
+                    f"header {name!r} has an invalid name or a line break in its value"
+                )
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name (did you paste the key?)"
+            )
+        return value
+
+
+class RouteSettings(_Model):
+    """Send one path family (optionally narrowed by path or model prefix) to an upstream.
+    Routes are tried in order; the first match wins."""
+
+    provider: Provider
+    """Path family: ``anthropic`` is ``/v1/messages*`` and any call carrying an
+    ``anthropic-version`` header; ``openai`` is every other ``/v1/...`` call."""
+    upstream: str
+    paths: tuple[str, ...] = ()
+    """Optional path prefixes, e.g. ``["/v1/embeddings"]``."""
+    model_prefix: tuple[str, ...] = ()
+    """Optional model-name prefixes, e.g. ``["llama", "qwen"]``."""
+
+    @field_validator("model_prefix", "paths", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+
+class SimulatorSettings(_Model):
+    """The built-in upstream simulator (a test and demo tool)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9000, ge=0, le=65535)
+    seed: int = 0
+    ttft_ms: float = Field(default=100.0, ge=0)
+    """Delay before the first token (and before a non-streaming answer)."""
+    token_delay_ms: float = Field(default=10.0, ge=0)
+    """Delay between streamed tokens."""
+    scenario: str = "default"
+    """Content when a request does not ask for one: default, echo, pii, toxic, stereotype."""
+    script: Path | None = None
+    """YAML file of rules ``{match: regex, scenario|reply|fault: ...}`` applied to prompts."""
+    record_limit: PositiveInt = 1000
+    """How many received requests ``/_sim/requests`` keeps."""
+
+
+_DEFAULT_UPSTREAMS = {
+    "openai": UpstreamSettings(provider="openai", base_url="https://api.openai.com/v1"),
+    "anthropic": UpstreamSettings(provider="anthropic", base_url="https://api.anthropic.com"),
+}
+
+
+class Settings(BaseSettings):
+    """Guardline's settings. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GUARDLINE_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    config: Path | None = None
+    """YAML config file (env ``GUARDLINE_CONFIG``; ``--config`` wins)."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    upstreams: dict[str, UpstreamSettings] = Field(default_factory=lambda: dict(_DEFAULT_UPSTREAMS))
+    routes: tuple[RouteSettings, ...] = ()
+    """Empty: each family goes to the one upstream of its provider."""
+    access_keys: tuple[SecretStr, ...] = ()
+    """When set, clients must present one (``x-guardline-key``, or as their API key when
+    the upstream key is injected); others get 401 in the provider's format."""
+    max_body_bytes: PositiveInt = 32 * 1024 * 1024
+    """Largest request body accepted (413 beyond)."""
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() merges YAML, env and overrides itself, in the documented order.
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> Settings:
+        if not self.upstreams:
+            raise ValueError("upstreams: at least one upstream is required")
+        names = ", ".join(sorted(self.upstreams))
+        for i, route in enumerate(self.routes):
+            upstream = self.upstreams.get(route.upstream)
+            if upstream is None:
+                raise ValueError(
+                    f"routes[{i}].upstream: unknown upstream {route.upstream!r}; "
+                    f"define it under 'upstreams' or use one of: {names}"
+                )
+            if upstream.provider != route.provider:
+                raise ValueError(
+                    f"routes[{i}]: route for {route.provider} calls goes to upstream "
+                    f"{route.upstream!r} which speaks {upstream.provider}"
+                )
+        if not self.routes:
+            for provider in PROVIDERS:
+                matching = [n for n, u in self.upstreams.items() if u.provider == provider]
+                if len(matching) > 1:
+                    raise ValueError(
+                        f"routes: several {provider} upstreams ({', '.join(matching)}); "
+                        "add 'routes' to say which calls go where"
+                    )
+        return self
+
+    def resolved_routes(self) -> tuple[RouteSettings, ...]:
+        """The configured routes, or one route per provider that has an upstream."""
+        if self.routes:
+            return self.routes
+        return tuple(
+            RouteSettings(provider=u.provider, upstream=name) for name, u in self.upstreams.items()
+        )
+
+
+def load_settings(
+    config_file: Path | str | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build Settings from defaults < YAML < ``GUARDLINE_*`` env < ``overrides``.
+
+    Raises ConfigError with every offending key and what to do about it.
+    """
+    env = EnvSettingsSource(Settings)()
+    path = config_file or env.get("config")
+    merged: dict[str, Any] = {}
+    if path:
+        merged = _read_yaml(Path(path))
+        merged["config"] = str(path)
+    merged = _deep_merge(merged, env)
+    merged = _deep_merge(merged, dict(overrides or {}))
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def with_upstream(settings: Settings, base_url: str) -> Settings:
+    """The ``--upstream URL`` shortcut: every configured upstream now calls ``base_url``."""
+    data = settings.model_dump()
+    for upstream in data["upstreams"].values():
+        upstream["base_url"] = base_url
+    data["access_keys"] = [k.get_secret_value() for k in settings.access_keys]
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix="--upstream")) from None
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or prefix or "config"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check its spelling against the README's configuration section"
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" line {mark.line + 1}, column {mark.column + 1}:"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {path}:{where} invalid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of keys")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_secret(name: str) -> str | None:
+    """The value of a secret-holding environment variable named in config."""
+    value = os.environ.get(name)
+    return value if value else None

@@ -1,0 +1,330 @@
+"""The upstream simulator: an ASGI app speaking the OpenAI and Anthropic wire formats.
+
+A test and demo tool, not a model. It answers deterministically for a prompt and seed,
+paces streams like a model, plays scripted content and injects faults (see
+``guardline.simulator.scenario``), and records what it received and sent. Its admin API
+under ``/_sim/`` is unauthenticated: bind it to loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from guardline.disconnect import DisconnectWatch
+from guardline.settings import SimulatorSettings
+from guardline.simulator import anthropic, openai
+from guardline.simulator.recorder import Record, Recorder
+from guardline.simulator.reply import Frame, Reply, decide
+from guardline.simulator.scenario import Plan, Planner
+from guardline.simulator.text import prompt_text
+
+log = logging.getLogger("guardline.simulator")
+
+_JSON = (b"content-type", b"application/json")
+_SSE = (b"content-type", b"text/event-stream; charset=utf-8")
+_NO_CACHE = (b"cache-control", b"no-cache")
+_MALFORMED = {
+    False: b'data: {"choices": [{"delta": {"content": "broken\n\n',
+    True: b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {"te\n\n',
+}
+# Required fields per (provider is anthropic, path).
+_REQUIRED = {
+    (False, "/v1/chat/completions"): ("model", "messages"),
+    (False, "/v1/completions"): ("model", "prompt"),
+    (False, "/v1/responses"): ("model", "input"),
+    (False, "/v1/embeddings"): ("model", "input"),
+    (True, "/v1/messages"): ("model", "messages", "max_tokens"),
+    (True, "/v1/messages/count_tokens"): ("model", "messages"),
+}
+
+
+class SimulatedFaultError(Exception):
+    """Raised to make the server drop the connection, as a crashing upstream would."""
+
+
+class _Answer:
+    """Sends a response while recording its exact bytes."""
+
+    __slots__ = ("record", "send", "watch")
+
+    def __init__(self, send: Send, record: Record, watch: DisconnectWatch) -> None:
+        self.send = send
+        self.record = record
+        self.watch = watch
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.record.status = status
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, *, more: bool = True) -> None:
+        self.record.response += data
+        if not more:
+            self.watch.finished = True
+            self.record.completed = True
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def json(
+        self, status: int, payload: Any, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        data = orjson.dumps(payload)
+        headers = [_JSON, (b"content-length", str(len(data)).encode()), *extra]
+        await self.start(status, headers)
+        await self.body(data, more=False)
+
+
+class Simulator:
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.planner = Planner(settings)
+        self.recorder = Recorder(settings.record_limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        raw = await _read_body(receive)
+        path: str = scope["path"]
+        if path.startswith("/_sim/"):
+            await self._admin(scope, raw, send)
+            return
+        body: Any = None
+        if raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+        record = self.recorder.start(
+            scope["method"], path, scope["query_string"].decode("latin-1"), scope["headers"], body
+        )
+        watch = DisconnectWatch(receive)
+        answer = _Answer(send, record, watch)
+        self.recorder.active += 1
+        watch.start()
+        try:
+            await self._serve(scope, raw, body, answer)
+        except asyncio.CancelledError as exc:
+            watch.absorb(exc)
+            record.disconnected = True
+            if record.stream:
+                self.recorder.streams_disconnected += 1
+        finally:
+            watch.stop()
+            self.recorder.active -= 1
+            if record.stream:
+                self.recorder.active_streams -= 1
+                if record.completed:
+                    self.recorder.streams_completed += 1
+
+    async def _serve(self, scope: Scope, raw: bytes, body: Any, answer: _Answer) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        headers = {k.decode("latin-1"): v.decode("utf-8", "replace") for k, v in scope["headers"]}
+        is_anthropic = path.startswith("/v1/messages") or "anthropic-version" in headers
+        wire = anthropic if is_anthropic else openai
+        if method == "GET" and path == "/v1/models":
+            await answer.json(200, wire.models())
+            return
+        if method == "GET" and path.startswith("/v1/models/"):
+            await answer.json(200, wire.model(path.removeprefix("/v1/models/")))
+            return
+        required = _REQUIRED.get((is_anthropic, path))
+        if method != "POST" or required is None:
+            message = f"Unknown request URL: {method} {path}."
+            await answer.json(404, wire.error_body(404, message, "unknown_url"))
+            return
+        if not isinstance(body, dict):
+            message = "We could not parse the JSON body of your request."
+            await answer.json(400, wire.error_body(400, message))
+            return
+        missing = [field for field in required if field not in body]
+        if missing:
+            message = f"Missing required parameter: '{missing[0]}'."
+            await answer.json(400, wire.error_body(400, message, "missing_required_parameter"))
+            return
+        try:
+            plan = self.planner.plan(prompt_text(body)[1], headers)
+        except ValueError as exc:
+            await answer.json(400, wire.error_body(400, str(exc)))
+            return
+        if await self._pre_fault(plan, answer, is_anthropic):
+            return
+        seed = self.settings.seed
+        if path == "/v1/embeddings":
+            await answer.json(200, openai.embeddings(body, seed=seed))
+            return
+        reply = decide(body, plan, seed=seed)
+        if path == "/v1/messages/count_tokens":
+            await answer.json(200, anthropic.count_tokens(reply))
+            return
+        render: dict[str, tuple[Callable[[Reply], Any], Callable[[Reply], list[Frame]]]] = {
+            "/v1/chat/completions": (openai.chat, openai.chat_stream),
+            "/v1/completions": (openai.completion, openai.completion_stream),
+            "/v1/responses": (
+                lambda r: openai.response(r, body),
+                lambda r: openai.response_stream(r, body),
+            ),
+            "/v1/messages": (anthropic.message, anthropic.message_stream),
+        }
+        whole, streamed = render[path]
+        request_id = [
+            (b"request-id" if is_anthropic else b"x-request-id", b"req_" + reply.id.encode())
+        ]
+        if body.get("stream") is True:
+            await self._stream(streamed(reply), plan, answer, is_anthropic, request_id)
+        else:
+            await self._whole(whole(reply), plan, answer, request_id)
+
+    async def _pre_fault(self, plan: Plan, answer: _Answer, is_anthropic: bool) -> bool:
+        """Faults before any response byte; True when the request was answered by one."""
+        wire = anthropic if is_anthropic else openai
+        if plan.fault == "status" and plan.status is not None:
+            extra = []
+            if plan.status == 429:
+                extra.append((b"retry-after", str(plan.retry_after).encode()))
+            message = f"Simulated upstream error {plan.status}."
+            await answer.json(plan.status, wire.error_body(plan.status, message), extra)
+            return True
+        if plan.fault == "slow":
+            await asyncio.sleep(plan.delay_ms / 1000)
+        elif plan.fault == "hang":
+            await asyncio.Event().wait()  # until the client gives up
+        return False
+
+    async def _whole(
+        self, payload: Any, plan: Plan, answer: _Answer, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        if plan.ttft_ms:
+            await asyncio.sleep(plan.ttft_ms / 1000)
+        data = orjson.dumps(payload)
+        if plan.fault == "malformed":
+            data = data[: len(data) // 2]
+        elif plan.fault == "stall":
+            await asyncio.Event().wait()
+        headers = [_JSON, (b"content-length", str(len(data)).encode()), *extra]
+        if plan.fault in ("truncate", "disconnect"):
+            await answer.start(200, headers)
+            await answer.body(data[: len(data) // 2])
+            raise SimulatedFaultError("simulated disconnect mid-body")
+        await answer.start(200, headers)
+        await answer.body(data, more=False)
+
+    async def _stream(
+        self,
+        frames: list[Frame],
+        plan: Plan,
+        answer: _Answer,
+        is_anthropic: bool,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        answer.record.stream = True
+        self.recorder.active_streams += 1
+        await answer.start(200, [_SSE, _NO_CACHE, *extra])
+        if plan.ttft_ms:
+            await asyncio.sleep(plan.ttft_ms / 1000)
+        delay = plan.token_delay_ms / 1000
+        fault_at = _fault_index(frames, plan) if plan.fault in _STREAM_FAULTS else None
+        pending: list[bytes] = []
+        sent_content = 0
+        for index, frame in enumerate(frames):
+            if index == fault_at:
+                if pending:
+                    await answer.body(b"".join(pending))
+                await self._stream_fault(plan, answer, is_anthropic)
+                return
+            if frame.content and sent_content and delay:
+                if pending:
+                    await answer.body(b"".join(pending))
+                    pending = []
+                await asyncio.sleep(delay)
+            pending.append(frame.data)
+            if frame.content:
+                sent_content += 1
+                await answer.body(b"".join(pending))
+                pending = []
+        await answer.body(b"".join(pending), more=False)
+
+    async def _stream_fault(self, plan: Plan, answer: _Answer, is_anthropic: bool) -> None:
+        if plan.fault == "malformed":
+            await answer.body(_MALFORMED[is_anthropic])
+            await answer.body(b"", more=False)
+        elif plan.fault == "truncate":
+            await answer.body(b"", more=False)
+        elif plan.fault == "stall":
+            await asyncio.Event().wait()
+        else:  # disconnect
+            raise SimulatedFaultError("simulated disconnect mid-stream")
+
+    async def _admin(self, scope: Scope, raw: bytes, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        status = 200
+        payload: dict[str, Any] = {}
+        if path == "/_sim/requests" and method == "GET":
+            query = parse_qs(scope["query_string"].decode())
+            wanted = query.get("path", [None])[0]
+            items = [r.as_json() for r in self.recorder.records if wanted in (None, r.path)]
+            payload = {"requests": items}
+        elif path == "/_sim/requests" and method == "DELETE":
+            self.recorder.clear()
+            payload = {"cleared": True}
+        elif path == "/_sim/stats":
+            payload = self.recorder.stats()
+        elif path == "/_sim/scenario" and method in ("PUT", "POST"):
+            try:
+                self.planner.set_scenario(str(orjson.loads(raw)["scenario"]))
+                payload = {"scenario": self.planner.base.scenario}
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                status, payload = 400, {"error": f"expected {{'scenario': name}}: {exc}"}
+        elif path == "/_sim/scenario":
+            payload = {"scenario": self.planner.base.scenario}
+        elif path == "/_sim/health":
+            payload = {"status": "ok"}
+        else:
+            status, payload = 404, {"error": f"unknown admin path {path}"}
+        data = orjson.dumps(payload)
+        headers = [_JSON, (b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+
+_STREAM_FAULTS = frozenset({"malformed", "truncate", "disconnect", "stall"})
+
+
+def _fault_index(frames: list[Frame], plan: Plan) -> int:
+    """Index of the frame before which a mid-stream fault strikes: after ``fault_after``
+    content frames, or right after the last one when there are fewer."""
+    seen = 0
+    last_content = 0
+    for index, frame in enumerate(frames):
+        if frame.content:
+            if seen == plan.fault_after:
+                return index
+            seen += 1
+            last_content = index
+    return last_content + 1
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(parts)
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def create_simulator(settings: SimulatorSettings | None = None) -> Simulator:
+    return Simulator(settings or SimulatorSettings())

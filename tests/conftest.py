@@ -1,0 +1,71 @@
+"""Shared fixtures: a fresh simulator and a fresh proxy in front of it, per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from guardline.exchange import Exchange
+from guardline.simulator import Simulator
+from tests.servers import Running, context_of, proxy, proxy_settings, simulator
+
+REQUIRE_E2E = os.environ.get("GUARDLINE_REQUIRE_E2E") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing, except in CI where it is a failure."""
+    if not condition:
+        if REQUIRE_E2E:
+            pytest.fail(f"GUARDLINE_REQUIRE_E2E=1 but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def sim() -> Iterator[Running[Simulator]]:
+    with simulator() as server:
+        yield server
+
+
+@pytest.fixture
+def gw(sim: Running[Simulator]) -> Iterator[Running[Any]]:
+    """Guardline in front of ``sim``."""
+    with proxy(proxy_settings(sim.url)) as server:
+        yield server
+
+
+@pytest.fixture
+def exchanges(gw: Running[Any]) -> list[Exchange]:
+    """Every exchange ``gw`` finishes, in order."""
+    seen: list[Exchange] = []
+    context_of(gw).observers.append(seen.append)
+    return seen
+
+
+def openai_client(base: str, **kwargs: Any) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=base + "/v1", api_key=kwargs.pop("api_key", "sk-test"), max_retries=0, **kwargs
+    )
+
+
+def anthropic_client(base: str, **kwargs: Any) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=base, api_key=kwargs.pop("api_key", "test-key"), max_retries=0, **kwargs
+    )
+
+
+def eventually(check: Any, timeout: float = 5.0) -> Any:
+    """Poll ``check()`` until it returns something truthy (server-side state settles just
+    after the client has its last byte)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)

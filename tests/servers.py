@@ -1,0 +1,95 @@
+"""Real uvicorn servers on loopback port 0, each in its own thread and event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from starlette.types import ASGIApp
+
+from guardline.proxy.app import create_app
+from guardline.proxy.context import ProxyContext
+from guardline.server import bind, bound_url, make_server
+from guardline.settings import Settings, SimulatorSettings, load_settings
+from guardline.simulator import Simulator, create_simulator
+
+App = TypeVar("App", bound=ASGIApp)
+T = TypeVar("T")
+
+
+class Running(Generic[App]):
+    """A started server. ``call`` runs a coroutine on the server's own loop."""
+
+    def __init__(self, app: App, url: str, server: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.url = url
+        self.server = server
+        self.loop = loop
+        self.port = int(url.rsplit(":", 1)[1])
+
+    def call(self, fn: Callable[[], Coroutine[Any, Any, T]], timeout: float = 10) -> T:
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout)
+
+    def connections(self) -> int:
+        """Client connections the server holds open right now (uvicorn's own count)."""
+        return len(self.server.server_state.connections)
+
+
+@contextmanager
+def running(app: App, host: str = "127.0.0.1", **tls: Any) -> Iterator[Running[App]]:
+    sock = bind(host, 0)
+    server = make_server(app, log_level="warning")
+    for key, value in tls.items():
+        setattr(server.config, key, value)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(server.serve([sock]),), daemon=True
+    )
+    thread.start()
+    for _ in range(500):
+        if server.started or not thread.is_alive():
+            break
+        threading.Event().wait(0.01)
+    if not server.started:
+        raise RuntimeError("server did not start")
+    scheme = "https" if tls else "http"
+    url = bound_url(sock).replace("http", scheme, 1)
+    try:
+        yield Running(app, url, server, loop)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.close()
+        sock.close()
+
+
+@contextmanager
+def simulator(**settings: Any) -> Iterator[Running[Simulator]]:
+    base: dict[str, Any] = {"ttft_ms": 0, "token_delay_ms": 0}
+    with running(create_simulator(SimulatorSettings(**{**base, **settings}))) as sim:
+        yield sim
+
+
+def proxy_settings(
+    upstream_url: str, upstream: dict[str, Any] | None = None, **overrides: Any
+) -> Settings:
+    """Settings sending both families to ``upstream_url``; ``upstream`` adds keys to both."""
+    upstreams = {
+        name: {"provider": name, "base_url": upstream_url, **(upstream or {})}
+        for name in ("openai", "anthropic")
+    }
+    return load_settings(overrides={"upstreams": upstreams, **overrides})
+
+
+@contextmanager
+def proxy(settings: Settings) -> Iterator[Running[Any]]:
+    with running(create_app(settings)) as server:
+        yield server
+
+
+def context_of(server: Running[Any]) -> ProxyContext:
+    context: ProxyContext = server.app.state.guardline
+    return context
