@@ -251,20 +251,23 @@ def load_settings(
 
 def with_upstream(settings: Settings, base_url: str) -> Settings:
     """The ``--upstream URL`` shortcut: every configured upstream now calls ``base_url``."""
+    try:
+        UpstreamSettings(provider="openai", base_url=base_url)
+    except ValidationError as exc:
+        raise ConfigError(
+            "--upstream: " + str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        ) from None
     data = settings.model_dump()
     for upstream in data["upstreams"].values():
         upstream["base_url"] = base_url
     data["access_keys"] = [k.get_secret_value() for k in settings.access_keys]
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, prefix="--upstream")) from None
+    return Settings(**data)
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or prefix or "config"
+        key = ".".join(str(p) for p in err["loc"]) or "config"
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check its spelling against the README's configuration section"
         else:

@@ -39,10 +39,11 @@ class Running(Generic[App]):
 
 
 @contextmanager
-def running(app: App, host: str = "127.0.0.1", **tls: Any) -> Iterator[Running[App]]:
+def running(app: App, host: str = "127.0.0.1", **config: Any) -> Iterator[Running[App]]:
+    """``config``: uvicorn Config attributes, e.g. ssl_certfile or timeout_keep_alive."""
     sock = bind(host, 0)
     server = make_server(app, log_level="warning")
-    for key, value in tls.items():
+    for key, value in config.items():
         setattr(server.config, key, value)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(
@@ -55,7 +56,7 @@ def running(app: App, host: str = "127.0.0.1", **tls: Any) -> Iterator[Running[A
         threading.Event().wait(0.01)
     if not server.started:
         raise RuntimeError("server did not start")
-    scheme = "https" if tls else "http"
+    scheme = "https" if config.get("ssl_certfile") else "http"
     url = bound_url(sock).replace("http", scheme, 1)
     try:
         yield Running(app, url, server, loop)
@@ -67,9 +68,12 @@ def running(app: App, host: str = "127.0.0.1", **tls: Any) -> Iterator[Running[A
 
 
 @contextmanager
-def simulator(**settings: Any) -> Iterator[Running[Simulator]]:
+def simulator(
+    config: dict[str, Any] | None = None, **settings: Any
+) -> Iterator[Running[Simulator]]:
     base: dict[str, Any] = {"ttft_ms": 0, "token_delay_ms": 0}
-    with running(create_simulator(SimulatorSettings(**{**base, **settings}))) as sim:
+    app = create_simulator(SimulatorSettings(**{**base, **settings}))
+    with running(app, **(config or {})) as sim:
         yield sim
 
 

@@ -30,6 +30,7 @@ from guardline.settings import TimeoutSettings
 
 _HIGH_WATER = 1 << 20  # pause reading once this many body bytes wait for the consumer
 _LOW_WATER = 1 << 18
+_CLOSE_SECONDS = 2.0  # how long shutdown waits for sockets to finish closing
 
 
 class _StaleConnectionError(Exception):
@@ -43,6 +44,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.alive = True
+        self.gone: asyncio.Future[None] = self._loop.create_future()
+        """Done once the socket is really closed (TLS needs a few loop turns to say goodbye)."""
         self.idle_since = 0.0
         # Per-exchange state, reset by begin().
         self._in_flight = False
@@ -71,6 +74,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
+        if not self.gone.done():
+            self.gone.set_result(None)
         self._cancel_timer()
         if self._in_flight and not self.complete:
             if self._close_delimited and self._headers_done and self._headers_done.done():
@@ -383,12 +388,15 @@ class ConnectionPool:
 
     async def aclose(self) -> None:
         self._closed = True
-        for conn in list(self._idle) + list(self._active):
+        conns = list(self._idle) + list(self._active)
+        for conn in conns:
             conn.close()
         self._idle.clear()
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(UpstreamBusyError("upstream pool is closing"))
+        if conns:
+            await asyncio.wait([c.gone for c in conns], timeout=_CLOSE_SECONDS)
 
     async def _acquire(self) -> tuple[_Connection, bool]:
         loop = asyncio.get_running_loop()

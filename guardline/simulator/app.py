@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,15 +53,21 @@ class SimulatedFaultError(Exception):
 class _Answer:
     """Sends a response while recording its exact bytes."""
 
-    __slots__ = ("record", "send", "watch")
+    __slots__ = ("id_header", "record", "send", "watch")
 
-    def __init__(self, send: Send, record: Record, watch: DisconnectWatch) -> None:
+    def __init__(
+        self, send: Send, record: Record, watch: DisconnectWatch, is_anthropic: bool
+    ) -> None:
         self.send = send
         self.record = record
         self.watch = watch
+        # Both vendors tag every response with their own request id.
+        name = b"request-id" if is_anthropic else b"x-request-id"
+        self.id_header = (name, b"req_" + os.urandom(12).hex().encode())
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.record.status = status
+        headers = [*headers, self.id_header]
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool = True) -> None:
@@ -108,7 +115,7 @@ class Simulator:
             scope["method"], path, scope["query_string"].decode("latin-1"), scope["headers"], body
         )
         watch = DisconnectWatch(receive)
-        answer = _Answer(send, record, watch)
+        answer = _Answer(send, record, watch, _is_anthropic(path, scope["headers"]))
         self.recorder.active += 1
         watch.start()
         try:
@@ -130,7 +137,7 @@ class Simulator:
         path: str = scope["path"]
         method: str = scope["method"]
         headers = {k.decode("latin-1"): v.decode("utf-8", "replace") for k, v in scope["headers"]}
-        is_anthropic = path.startswith("/v1/messages") or "anthropic-version" in headers
+        is_anthropic = _is_anthropic(path, scope["headers"])
         wire = anthropic if is_anthropic else openai
         if method == "GET" and path == "/v1/models":
             await answer.json(200, wire.models())
@@ -177,13 +184,10 @@ class Simulator:
             "/v1/messages": (anthropic.message, anthropic.message_stream),
         }
         whole, streamed = render[path]
-        request_id = [
-            (b"request-id" if is_anthropic else b"x-request-id", b"req_" + reply.id.encode())
-        ]
         if body.get("stream") is True:
-            await self._stream(streamed(reply), plan, answer, is_anthropic, request_id)
+            await self._stream(streamed(reply), plan, answer, is_anthropic)
         else:
-            await self._whole(whole(reply), plan, answer, request_id)
+            await self._whole(whole(reply), plan, answer)
 
     async def _pre_fault(self, plan: Plan, answer: _Answer, is_anthropic: bool) -> bool:
         """Faults before any response byte; True when the request was answered by one."""
@@ -201,9 +205,7 @@ class Simulator:
             await asyncio.Event().wait()  # until the client gives up
         return False
 
-    async def _whole(
-        self, payload: Any, plan: Plan, answer: _Answer, extra: list[tuple[bytes, bytes]]
-    ) -> None:
+    async def _whole(self, payload: Any, plan: Plan, answer: _Answer) -> None:
         if plan.ttft_ms:
             await asyncio.sleep(plan.ttft_ms / 1000)
         data = orjson.dumps(payload)
@@ -211,7 +213,7 @@ class Simulator:
             data = data[: len(data) // 2]
         elif plan.fault == "stall":
             await asyncio.Event().wait()
-        headers = [_JSON, (b"content-length", str(len(data)).encode()), *extra]
+        headers = [_JSON, (b"content-length", str(len(data)).encode())]
         if plan.fault in ("truncate", "disconnect"):
             await answer.start(200, headers)
             await answer.body(data[: len(data) // 2])
@@ -225,11 +227,10 @@ class Simulator:
         plan: Plan,
         answer: _Answer,
         is_anthropic: bool,
-        extra: list[tuple[bytes, bytes]],
     ) -> None:
         answer.record.stream = True
         self.recorder.active_streams += 1
-        await answer.start(200, [_SSE, _NO_CACHE, *extra])
+        await answer.start(200, [_SSE, _NO_CACHE])
         if plan.ttft_ms:
             await asyncio.sleep(plan.ttft_ms / 1000)
         delay = plan.token_delay_ms / 1000
@@ -324,6 +325,10 @@ async def _read_body(receive: Receive) -> bytes:
         parts.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+def _is_anthropic(path: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    return path.startswith("/v1/messages") or any(k == b"anthropic-version" for k, _ in headers)
 
 
 def create_simulator(settings: SimulatorSettings | None = None) -> Simulator:
