@@ -58,8 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="send every route (OpenAI and Anthropic) to this base URL, e.g. the simulator",
     )
-    serve.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _common(serve)
 
     simulate = commands.add_parser(
         "simulate",
@@ -68,8 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "deterministic replies, scripted content and fault injection. Not a model.",
     )
     _simulator_options(simulate, default_port="9000")
-    simulate.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
-    simulate.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _common(simulate)
 
     demo = commands.add_parser(
         "demo",
@@ -79,10 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", help="proxy address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, help="proxy port (default 8080)")
     demo.add_argument("--sim-port", type=int, default=0, help="simulator port (default: any free)")
-    demo.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
-    demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _common(demo)
     _simulator_options(demo, default_port=None)
     return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default info); logs never carry message content or keys",
+    )
 
 
 def _simulator_options(parser: argparse.ArgumentParser, default_port: str | None) -> None:

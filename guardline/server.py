@@ -58,6 +58,8 @@ def make_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:
         access_log=False,
         server_header=False,
         date_header=False,
+        # Guardline never trusts X-Forwarded-* (it routes by config only); skip the rewrite.
+        proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
     return _Server(config)

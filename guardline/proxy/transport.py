@@ -1,9 +1,9 @@
 """What the proxy needs from an HTTP client, as two small protocols, and a mock beside them.
 
 The real implementation is :class:`guardline.proxy.pool.ConnectionPool`. Guardline does not
-use ``httpx.AsyncClient`` on the hot path: measured on this project's 2-core machine, its
-client layer cost ~700 us of CPU per proxied call (a 1.3k req/s ceiling), against ~60 us for
-a keep-alive pool over asyncio protocols and httptools (see benchmarks/README.md).
+use ``httpx.AsyncClient`` on the hot path: in a bare proxy prototype on this project's 2-core
+machine it cost ~700 us of CPU per call (a ~1.5k req/s ceiling), against ~55 us for a
+keep-alive pool over asyncio protocols and httptools (README, "Design notes").
 """
 
 from __future__ import annotations

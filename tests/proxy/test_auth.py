@@ -81,9 +81,12 @@ def test_guardline_key_header_lets_client_key_through(
     sim: Running[Simulator], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    with proxy(proxy_settings(sim.url, access_keys=[ACCESS_KEY])) as gw, openai_client(
-        gw.url, api_key=CLIENT_KEY, default_headers={"x-guardline-key": ACCESS_KEY}
-    ) as client:
+    with (
+        proxy(proxy_settings(sim.url, access_keys=[ACCESS_KEY])) as gw,
+        openai_client(
+            gw.url, api_key=CLIENT_KEY, default_headers={"x-guardline-key": ACCESS_KEY}
+        ) as client,
+    ):
         client.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # type: ignore[arg-type]
     record = sim.app.recorder.records[-1]
     assert record.auth_sha256 == _sha(CLIENT_KEY)

@@ -1,0 +1,165 @@
+"""The command line, as real processes: the forms external checks rely on, one-line
+errors for a bad config or a port in use, --help for every option."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from guardline.cli import _parser
+from tests.conftest import anthropic_client, openai_client
+
+GUARDLINE = str(Path(sys.executable).with_name("guardline"))
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ok(url: str, proc: subprocess.Popen[str], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early: {proc.communicate()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+@contextmanager
+def _process(*args: str) -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDLINE_")}
+    proc = subprocess.Popen(
+        [GUARDLINE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.communicate()
+
+
+def _one_line_error(*args: str) -> str:
+    result = subprocess.run(
+        [GUARDLINE, *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("guardline: error: ")
+    return lines[0]
+
+
+def test_documented_forms_run_end_to_end() -> None:
+    sim_port, proxy_port = _free_port(), _free_port()
+    with _process("simulate", "--host", "127.0.0.1", "--port", str(sim_port)) as sim:
+        _wait_ok(f"http://127.0.0.1:{sim_port}/_sim/health", sim)
+        upstream = f"http://127.0.0.1:{sim_port}"
+        with _process(
+            "serve", "--host", "127.0.0.1", "--port", str(proxy_port), "--upstream", upstream
+        ) as gw:
+            base = f"http://127.0.0.1:{proxy_port}"
+            _wait_ok(base + "/readyz", gw)
+            with openai_client(base) as client:
+                chunks = list(
+                    client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+                )  # type: ignore[arg-type]
+                assert chunks[-1].choices[0].finish_reason == "stop"
+            with anthropic_client(base) as aclient:
+                message = aclient.messages.create(
+                    model="claude-haiku-4-5", max_tokens=50, messages=MSG
+                )  # type: ignore[arg-type]
+                assert message.content[0].text  # type: ignore[union-attr]
+            gw.send_signal(signal.SIGTERM)
+            assert gw.wait(15) == 0
+            _, err = gw.communicate()
+            assert f"listening on {base}" in err
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(15) == 0
+
+
+def test_demo_prints_base_url_and_a_working_snippet() -> None:
+    port = _free_port()
+    with _process("demo", "--port", str(port), "--ttft-ms", "0", "--token-delay-ms", "0") as demo:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ok(base + "/readyz", demo)
+        assert demo.stdout is not None
+        banner = "".join(demo.stdout.readline() for _ in range(8))
+        assert f'OpenAI(base_url="{base}/v1"' in banner
+        assert f'Anthropic(base_url="{base}"' in banner
+        with openai_client(base) as client:
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Hello [sim:pii]"}],
+            )
+        assert "dana.whitfield@example.com" in (reply.choices[0].message.content or "")
+
+
+def test_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_line_error("serve", "--port", str(port), "--upstream", "http://127.0.0.1:1")
+    assert (
+        line
+        == f"guardline: error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another --port)"
+    )
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("routes: [{provider: openai, upstream: nowhere}]\n")
+    line = _one_line_error("serve", "--config", str(config))
+    assert "routes[0].upstream: unknown upstream 'nowhere'" in line
+    assert _one_line_error("serve", "--upstream", "localhost:9000").startswith(
+        "guardline: error: --upstream:"
+    )
+    assert "No such file" in _one_line_error("simulate", "--config", str(tmp_path / "missing.yaml"))
+
+
+def test_every_option_is_explained() -> None:
+    parser = _parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {"serve", "simulate", "demo"}
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert len(action.help or "") > 10, f"{name} {action.option_strings}"
+    result = subprocess.run(
+        [GUARDLINE, "serve", "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--host", "--port", "--upstream", "--config", "--log-level"):
+        assert re.search(rf"{option}\b", result.stdout)
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["serve", "--help"], ["simulate", "--help"], ["demo", "--help"]]
+)
+def test_help_and_version_exit_zero(args: list[str]) -> None:
+    assert subprocess.run([GUARDLINE, *args], capture_output=True, check=False).returncode == 0
