@@ -66,17 +66,19 @@ def make_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:
 
 
 async def serve_all(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
-    """Serve until SIGINT/SIGTERM (a second signal forces exit)."""
+    """Serve until SIGINT/SIGTERM. Only a repeated SIGINT (Ctrl+C twice) forces exit: a
+    duplicate SIGTERM is normal (GNU make forwards it to its children, and `timeout` or
+    Kubernetes may signal the whole process group) and must not cut graceful shutdown short."""
     loop = asyncio.get_running_loop()
 
-    def stop() -> None:
+    def stop(sig: signal.Signals) -> None:
         for server, _ in servers:
-            if server.should_exit:
+            if server.should_exit and sig == signal.SIGINT:
                 server.force_exit = True
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, stop, sig)
     try:
         await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
     finally:
