@@ -214,30 +214,22 @@ class _Call:
         await send_error(self.send, self.adapter, err, exchange.request_id)
 
     async def _read_body(self, headers: list[Header]) -> bytes:
-        limit = self.ctx.max_body_bytes
-        _check_declared_length(headers, limit)
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            if not message.get("more_body", False):
-                if not parts:
-                    return chunk
-                parts.append(chunk)
-                return b"".join(parts)
-            parts.append(chunk)
+        parts = [chunk async for chunk in self._body_chunks(headers)]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _body_stream(self, headers: list[Header]) -> AsyncIterator[bytes]:
+        """The body for a pass-through upload, streamed to the upstream as it arrives."""
+        async for chunk in self._body_chunks(headers):
+            yield chunk
+        self.watch.start()
+
+    async def _body_chunks(self, headers: list[Header]) -> AsyncIterator[bytes]:
+        """The request body as it arrives, cut off at ``max_body_bytes``."""
         limit = self.ctx.max_body_bytes
         _check_declared_length(headers, limit)
         size = 0
-        while True:
+        more = True
+        while more:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnectedError
@@ -245,11 +237,9 @@ class _Call:
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
+            more = message.get("more_body", False)
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                self.watch.start()
-                return
 
     def _parse(self, body: bytes) -> None:
         try:

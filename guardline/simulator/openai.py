@@ -32,11 +32,17 @@ def error_body(status: int, message: str, code: str | None = None) -> dict[str, 
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _chat_usage(reply: Reply) -> dict[str, Any]:
+def _completion_usage(reply: Reply) -> dict[str, int]:
     return {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
+
+
+def _chat_usage(reply: Reply) -> dict[str, Any]:
+    return {
+        **_completion_usage(reply),
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
@@ -87,55 +93,68 @@ def chat(reply: Reply) -> dict[str, Any]:
     }
 
 
-def chat_stream(reply: Reply) -> list[Frame]:
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": "chatcmpl-" + reply.id,
-            "object": "chat.completion.chunk",
-            "created": reply.created,
-            "model": reply.model,
-            "service_tier": "default",
-            "system_fingerprint": _FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if reply.include_usage:
-            out["usage"] = None
-        return out
+def _stream_head(reply: Reply, prefix: str, kind: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": prefix + reply.id,
+        "object": kind,
+        "created": reply.created,
+        "model": reply.model,
+        **extra,
+    }
 
-    frames = [Frame(sse(chunk({"role": "assistant", "content": "", "refusal": None})))]
-    if reply.tool_call is not None:
-        call = reply.tool_call
-        head = {
-            "index": 0,
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": ""},
-        }
-        frames.append(Frame(sse(chunk({"tool_calls": [head]}))))
-        for piece in call.pieces:
-            delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-            frames.append(Frame(sse(chunk(delta)), content=True))
-    for piece in reply.pieces:
-        frames.append(Frame(sse(chunk({"content": piece})), content=True))
-    frames.append(Frame(sse(chunk({}, _finish(reply)))))
+
+def _chunk(reply: Reply, head: dict[str, Any], choice: dict[str, Any]) -> dict[str, Any]:
+    out = {**head, "choices": [choice]}
     if reply.include_usage:
-        usage = chunk({})
-        usage["choices"] = []
-        usage["usage"] = _chat_usage(reply)
-        frames.append(Frame(sse(usage)))
+        out["usage"] = None  # as the API does: every chunk carries usage once it was asked for
+    return out
+
+
+def _stream_end(
+    reply: Reply, frames: list[Frame], head: dict[str, Any], usage: dict[str, Any]
+) -> list[Frame]:
+    if reply.include_usage:
+        frames.append(Frame(sse({**head, "choices": [], "usage": usage})))
     frames.append(Frame(b"data: [DONE]\n\n"))
     return frames
 
 
+def chat_stream(reply: Reply) -> list[Frame]:
+    head = _stream_head(
+        reply,
+        "chatcmpl-",
+        "chat.completion.chunk",
+        service_tier="default",
+        system_fingerprint=_FINGERPRINT,
+    )
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> Frame:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return Frame(sse(_chunk(reply, head, choice)))
+
+    frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    if reply.tool_call is not None:
+        call = reply.tool_call
+        function = {"name": call.name, "arguments": ""}
+        frames.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": call.id, "type": "function", "function": function}
+                    ]
+                }
+            )
+        )
+        for piece in call.pieces:
+            delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+            frames.append(Frame(chunk(delta).data, content=True))
+    for piece in reply.pieces:
+        frames.append(Frame(chunk({"content": piece}).data, content=True))
+    frames.append(chunk({}, _finish(reply)))
+    return _stream_end(reply, frames, head, _chat_usage(reply))
+
+
 # legacy completions --------------------------------------------------------------------
-
-
-def _completion_usage(reply: Reply) -> dict[str, int]:
-    return {
-        "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-    }
 
 
 def completion(reply: Reply) -> dict[str, Any]:
@@ -153,28 +172,15 @@ def completion(reply: Reply) -> dict[str, Any]:
 
 
 def completion_stream(reply: Reply) -> list[Frame]:
+    head = _stream_head(reply, "cmpl-", "text_completion", system_fingerprint=_FINGERPRINT)
+
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": "cmpl-" + reply.id,
-            "object": "text_completion",
-            "created": reply.created,
-            "model": reply.model,
-            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
-            "system_fingerprint": _FINGERPRINT,
-        }
-        if reply.include_usage:
-            out["usage"] = None
-        return out
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        return _chunk(reply, head, choice)
 
     frames = [Frame(sse(chunk(piece, None)), content=True) for piece in reply.pieces]
     frames.append(Frame(sse(chunk("", _finish(reply)))))
-    if reply.include_usage:
-        usage = chunk("", None)
-        usage["choices"] = []
-        usage["usage"] = _completion_usage(reply)
-        frames.append(Frame(sse(usage)))
-    frames.append(Frame(b"data: [DONE]\n\n"))
-    return frames
+    return _stream_end(reply, frames, head, _completion_usage(reply))
 
 
 # responses -----------------------------------------------------------------------------
