@@ -4,6 +4,7 @@ errors for a bad config or a port in use, --help for every option."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -101,6 +102,33 @@ def test_documented_forms_run_end_to_end() -> None:
             assert f"listening on {base}" in err
         sim.send_signal(signal.SIGTERM)
         assert sim.wait(15) == 0
+
+
+def test_sigterm_lets_an_in_flight_stream_finish() -> None:
+    """Graceful termination: SIGTERM stops new work but the stream being served completes."""
+    sim_port, proxy_port = _free_port(), _free_port()
+    with _process(
+        "simulate", "--port", str(sim_port), "--ttft-ms", "0", "--token-delay-ms", "50"
+    ) as sim:
+        _wait_ok(f"http://127.0.0.1:{sim_port}/_sim/health", sim)
+        with _process(
+            "serve", "--port", str(proxy_port), "--upstream", f"http://127.0.0.1:{sim_port}"
+        ) as gw:
+            base = f"http://127.0.0.1:{proxy_port}"
+            _wait_ok(base + "/readyz", gw)
+            chunks = [f"w{i} " for i in range(20)]  # ~1 s of streaming
+            with openai_client(base, timeout=10) as client:
+                stream = client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=MSG,  # type: ignore[arg-type]
+                    stream=True,
+                    extra_headers={"x-sim-chunks": json.dumps(chunks)},
+                )
+                received = [next(iter(stream)).choices[0].delta.content or ""]
+                gw.send_signal(signal.SIGTERM)
+                received += [c.choices[0].delta.content or "" for c in stream]
+            assert "".join(received) == "".join(chunks)
+            assert gw.wait(15) == 0
 
 
 def test_demo_prints_base_url_and_a_working_snippet() -> None:

@@ -27,6 +27,8 @@ class ProxyContext:
         self.inflight = 0
         self.started = False
         self.observers: list[Observer] = []
+        if log.isEnabledFor(logging.DEBUG):
+            self.observers.append(_log_exchange)
 
     def start(self, transports: Mapping[str, Transport] | None = None) -> None:
         for name, upstream in self.upstreams.items():
@@ -60,3 +62,21 @@ class ProxyContext:
             "access_keys": self.access.enabled,
             "upstreams": upstreams,
         }
+
+
+def _log_exchange(exchange: Exchange) -> None:
+    """One access-log line per exchange at debug level: never content, headers or keys."""
+    took = (exchange.done or exchange.received) - exchange.received
+    log.debug(
+        "%s %s %s status=%s outcome=%s model=%s upstream=%s stream=%s took_ms=%.1f request_id=%s",
+        exchange.method,
+        exchange.path,
+        exchange.endpoint.value,
+        exchange.status,
+        exchange.outcome.value,
+        exchange.model,
+        exchange.upstream,
+        exchange.stream,
+        took * 1000,
+        exchange.request_id,
+    )
