@@ -130,8 +130,8 @@ def _serve(args: argparse.Namespace) -> None:
     if args.upstream:
         settings = with_upstream(settings, args.upstream)
     configure(settings.log_level)
+    sock = bind(settings.host, settings.port)  # before loading detectors: fail fast
     app = create_app(settings)
-    sock = bind(settings.host, settings.port)
     url = bound_url(sock)
     log.info("guardline %s listening on %s", __version__, url)
     log.info("OpenAI SDK base_url=%s/v1 · Anthropic SDK base_url=%s", url, url)
@@ -169,8 +169,8 @@ def _demo(args: argparse.Namespace) -> None:
     sim_sock = bind(settings.simulator.host, args.sim_port)
     sim_url = bound_url(sim_sock)
     settings = with_upstream(settings, sim_url)
-    proxy = create_app(settings)
     proxy_sock = bind(settings.host, settings.port)
+    proxy = create_app(settings)
     url = bound_url(proxy_sock)
     print(_DEMO_BANNER.format(url=url, sim=sim_url), flush=True)
     simulator = create_simulator(settings.simulator)

@@ -7,7 +7,9 @@
     │   ├── AuthenticationError     401  missing or wrong proxy access key
     │   ├── MalformedRequestError   400  body is not a JSON object / not UTF-8
     │   ├── BodyTooLargeError       413  body over ``max_body_bytes``
-    │   └── RouteNotFoundError      404  unknown path, or no route for the model
+    │   ├── RouteNotFoundError      404  unknown path, or no route for the model
+    │   └── GuardrailBlockedError   400  a guard-mode policy blocked the request or response
+    ├── GuardrailError              503  a guard-mode detector failed: fail closed
     └── UpstreamError               the upstream failed us (5xx, provider-shaped)
         ├── UpstreamTimeoutError    504  connect or read timed out
         ├── UpstreamConnectError    502  connection refused / reset / TLS failure
@@ -75,6 +77,36 @@ class RouteNotFoundError(RequestError):
     status = 404
     code = "not_found"
     anthropic_type = "not_found_error"
+
+
+class GuardrailBlockedError(RequestError):
+    """Names the detector and category; never the offending text."""
+
+    status = 400
+    code = "guardrail_blocked"
+
+    def __init__(self, detector: str, category: str, direction: str) -> None:
+        what = "request" if direction == "request" else "response"
+        super().__init__(
+            f"Blocked by Guardline: the {what} was flagged by the {detector} guardrail "
+            f"(category {category})."
+        )
+        self.detector = detector
+        self.category = category
+
+
+class GuardrailError(GuardlineError):
+    """A guard-mode detector raised; the policy fails closed."""
+
+    status = 503
+    code = "guardrail_error"
+
+    def __init__(self, detector: str) -> None:
+        super().__init__(
+            f"Guardline could not check this call: the {detector} guardrail failed, and its "
+            "policy blocks what it cannot check."
+        )
+        self.detector = detector
 
 
 class UpstreamError(GuardlineError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from guardline.detectors.base import Finding
 
 
 class Endpoint(enum.Enum):
@@ -22,6 +24,7 @@ class Outcome(enum.Enum):
     OK = "ok"
     UPSTREAM_ERROR = "upstream_error"  # the upstream answered 4xx/5xx (passed through)
     ERROR = "error"  # Guardline answered with an error of its own
+    BLOCKED = "blocked"  # a guard-mode policy blocked the call
     CLIENT_DISCONNECT = "client_disconnect"
 
 
@@ -47,3 +50,11 @@ class Exchange:
     status: int | None = None
     outcome: Outcome = Outcome.OK
     error_code: str | None = None
+    app: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    """What the policy's rules cover, from guard and monitor scans (spans, never text)."""
+    actions: dict[str, int] = field(default_factory=dict)
+    """How often each action was taken: ``redact``, ``block``."""
+
+    def act(self, action: str, count: int = 1) -> None:
+        self.actions[action] = self.actions.get(action, 0) + count

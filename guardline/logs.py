@@ -21,4 +21,6 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # presidio logs every recognizer it loads at INFO; Guardline logs the detector summary.
+    logging.getLogger("presidio-analyzer").setLevel(max(root.level, logging.WARNING))
     logging.getLogger("uvicorn.access").disabled = True

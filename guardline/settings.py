@@ -152,6 +152,150 @@ class SimulatorSettings(_Model):
     """How many received requests ``/_sim/requests`` keeps."""
 
 
+Operator = Literal["replace", "mask", "hash", "redact"]
+Mode = Literal["monitor", "guard"]
+Action = Literal["flag", "redact", "block"]
+_DEFAULT_PII = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN")
+
+
+class PiiEntitySettings(_Model):
+    operator: Operator = "replace"
+    """How redaction rewrites this entity (presidio-anonymizer operators)."""
+    threshold: float = Field(default=0.35, ge=0, le=1)
+    """Lowest presidio score that counts (phone numbers score 0.4 without context words)."""
+
+
+class PiiSettings(_Model):
+    """PII with presidio: pattern and checksum recognizers offline; NER when a model is named."""
+
+    enabled: bool = True
+    entities: dict[str, PiiEntitySettings] = Field(
+        default_factory=lambda: {name: PiiEntitySettings() for name in _DEFAULT_PII}
+    )
+    spacy_model: str | None = None
+    """An installed spaCy package or a pipeline directory with an ``ner`` component (then
+    PERSON, LOCATION, ORGANIZATION, NRP, DATE_TIME can be listed in ``entities``). None: a
+    blank English pipeline, no download ever."""
+    phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN", "CA", "BR", "IL")
+    """Regions whose national phone formats are recognised (international +NN always are)."""
+    hash_salt_env: str | None = None
+    """Environment variable holding the salt (>= 16 bytes) for the ``hash`` operator."""
+
+
+class ToxicitySettings(_Model):
+    enabled: bool = True
+    backend: Literal["linear", "detoxify"] = "linear"
+    """``linear``: alt-profanity-check's model (word TF-IDF + calibrated linear SVMs), shipped
+    in its PyPI package, scored in-process; offline, fast, one label (toxicity).
+    ``detoxify``: a detoxify model (``model`` by name from the torch hub cache, or a local
+    ``checkpoint`` with ``huggingface_config_path``); per-label scores."""
+    model: str = "original"
+    checkpoint: Path | None = None
+    huggingface_config_path: Path | None = None
+    device: str = "cpu"
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {
+            "toxicity": 0.5,
+            "severe_toxicity": 0.5,
+            "obscene": 0.5,
+            "threat": 0.5,
+            "insult": 0.5,
+            "identity_attack": 0.5,
+            "sexual_explicit": 0.5,
+        }
+    )
+    """Per-label score at or above which a label is a finding; labels not listed are ignored."""
+
+
+class StereotypeSettings(_Model):
+    enabled: bool = True
+    generalizations: bool = True
+    """Explicit generalisations about social groups ("X people are ...", "all X ...")."""
+    gendered_occupations: bool = True
+    """Which gendered pronoun attaches to which occupation (recorded for skew metrics)."""
+    exclusionary_wording: bool = True
+    """Age-coded, gender-coded and exclusionary wording in job-related text."""
+
+
+class DetectorsSettings(_Model):
+    pii: PiiSettings = PiiSettings()
+    toxicity: ToxicitySettings = ToxicitySettings()
+    stereotype: StereotypeSettings = StereotypeSettings()
+    plugins: tuple[str, ...] = ()
+    """Third-party detectors by entry-point name (group ``guardline.detectors``)."""
+    workers: PositiveInt = 2
+    """Threads for heavy detectors (never the event loop)."""
+    max_hold_chars: int = Field(default=1024, ge=128)
+    """Guard mode holds back at most one unfinished sentence; past this many characters
+    without a sentence end (code, long lists) it releases up to a word boundary, keeping
+    the last 128 characters so a value split there is still caught."""
+
+
+class RuleSettings(_Model):
+    """What to do about one detector's findings in one direction."""
+
+    mode: Mode = "monitor"
+    """monitor: never alter traffic, scan off the critical path. guard: act inline."""
+    action: Action = "flag"
+    threshold: float = Field(default=0.0, ge=0, le=1)
+    """Findings scoring below this are ignored by this rule (on top of detector thresholds)."""
+    categories: tuple[str, ...] = ()
+    """Only these categories (empty: all of the detector's)."""
+    on_error: Literal["block", "pass"] = "block"
+    """Guard mode, detector raised: block (fail closed) or pass (logged and recorded)."""
+
+
+def _default_rules() -> dict[str, RuleSettings]:
+    return {
+        "pii": RuleSettings(action="redact"),
+        "toxicity": RuleSettings(),
+        "stereotype": RuleSettings(),
+    }
+
+
+class PolicyMatch(_Model):
+    provider: Provider | None = None
+    paths: tuple[str, ...] = ()
+    model_prefix: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+
+    @field_validator("paths", "model_prefix", "apps", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+
+class PolicyOverride(_Model):
+    """Rules for matching calls; fields given here replace the base rule's, others stay."""
+
+    match: PolicyMatch = PolicyMatch()
+    request: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    response: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> PolicyOverride:
+        for rules in (self.request, self.response):
+            for rule in rules.values():
+                RuleSettings.model_validate(rule)
+        return self
+
+
+class PolicySettings(_Model):
+    """Default: monitor everything (traffic never altered); PII redacted in all Guardline
+    records. Guard mode is opt-in, per route or application, through ``overrides``."""
+
+    request: dict[str, RuleSettings] = Field(default_factory=_default_rules)
+    response: dict[str, RuleSettings] = Field(default_factory=_default_rules)
+    overrides: tuple[PolicyOverride, ...] = ()
+    """Applied in order; later overrides win."""
+
+
+class AccessKeySettings(_Model):
+    key: SecretStr
+    app: str | None = None
+    """The application this key belongs to (for per-application policies)."""
+
+
 _DEFAULT_UPSTREAMS = {
     "openai": UpstreamSettings(provider="openai", base_url="https://api.openai.com/v1"),
     "anthropic": UpstreamSettings(provider="anthropic", base_url="https://api.anthropic.com"),
@@ -173,11 +317,14 @@ class Settings(BaseSettings):
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=lambda: dict(_DEFAULT_UPSTREAMS))
     routes: tuple[RouteSettings, ...] = ()
     """Empty: each family goes to the one upstream of its provider."""
-    access_keys: tuple[SecretStr, ...] = ()
+    access_keys: tuple[SecretStr | AccessKeySettings, ...] = ()
     """When set, clients must present one (``x-guardline-key``, or as their API key when
-    the upstream key is injected); others get 401 in the provider's format."""
+    the upstream key is injected); others get 401 in the provider's format. An entry may
+    name its application: ``{key: ..., app: support-bot}``."""
     max_body_bytes: PositiveInt = 32 * 1024 * 1024
     """Largest request body accepted (413 beyond)."""
+    detectors: DetectorsSettings = DetectorsSettings()
+    policy: PolicySettings = PolicySettings()
     simulator: SimulatorSettings = SimulatorSettings()
 
     @classmethod
@@ -260,7 +407,12 @@ def with_upstream(settings: Settings, base_url: str) -> Settings:
     data = settings.model_dump()
     for upstream in data["upstreams"].values():
         upstream["base_url"] = base_url
-    data["access_keys"] = [k.get_secret_value() for k in settings.access_keys]
+    data["access_keys"] = [
+        {"key": k.key.get_secret_value(), "app": k.app}
+        if isinstance(k, AccessKeySettings)
+        else k.get_secret_value()
+        for k in settings.access_keys
+    ]
     return Settings(**data)
 
 

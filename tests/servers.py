@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from starlette.types import ASGIApp
 
+from guardline.detectors.base import Detector
+from guardline.detectors.guardrails import Guardrails
+from guardline.detectors.registry import build_detectors
 from guardline.proxy.app import create_app
 from guardline.proxy.context import ProxyContext
 from guardline.server import bind, bound_url, make_server
-from guardline.settings import Settings, SimulatorSettings, load_settings
+from guardline.settings import DetectorsSettings, Settings, SimulatorSettings, load_settings
 from guardline.simulator import Simulator, create_simulator
 
 App = TypeVar("App", bound=ASGIApp)
@@ -88,9 +91,27 @@ def proxy_settings(
     return load_settings(overrides={"upstreams": upstreams, **overrides})
 
 
+_DETECTORS: dict[str, Detector] = {}
+
+
+def default_detectors() -> dict[str, Detector]:
+    """The default detectors, built once per test session: they are immutable once
+    constructed and take about a second to load (presidio, spaCy, the linear model)."""
+    if not _DETECTORS:
+        _DETECTORS.update(build_detectors(DetectorsSettings()))
+    return _DETECTORS
+
+
 @contextmanager
-def proxy(settings: Settings) -> Iterator[Running[Any]]:
-    with running(create_app(settings)) as server:
+def proxy(
+    settings: Settings, detectors: Mapping[str, Detector] | None = None
+) -> Iterator[Running[Any]]:
+    """Guardline with ``settings``; detectors default to the shared default set when the
+    settings' detector section is the default one."""
+    if detectors is None and settings.detectors == DetectorsSettings():
+        detectors = default_detectors()
+    guardrails = Guardrails(settings, detectors)
+    with running(create_app(settings, guardrails=guardrails)) as server:
         yield server
 
 

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from guardline.errors import AuthenticationError
 from guardline.proxy.transport import Header
+from guardline.settings import AccessKeySettings
 
 _GUARDLINE_KEY = b"x-guardline-key"
 
@@ -22,26 +23,34 @@ class AccessKeys:
     is then consumed: it never reaches the upstream, which gets its injected key instead.
     """
 
-    def __init__(self, keys: Sequence[SecretStr]) -> None:
+    def __init__(self, keys: Sequence[SecretStr | AccessKeySettings]) -> None:
         # Digests, compared in constant time, so lookups do not leak key prefixes.
-        self._digests = [_digest(k.get_secret_value().encode()) for k in keys]
+        self._digests: list[tuple[bytes, str | None]] = []
+        for entry in keys:
+            if isinstance(entry, AccessKeySettings):
+                self._digests.append((_digest(entry.key.get_secret_value().encode()), entry.app))
+            else:
+                self._digests.append((_digest(entry.get_secret_value().encode()), None))
 
     @property
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, headers: Sequence[Header]) -> frozenset[bytes]:
-        """Raise AuthenticationError, or return the header names the key consumed."""
+    def check(self, headers: Sequence[Header]) -> tuple[frozenset[bytes], str | None]:
+        """Raise AuthenticationError, or return the header names the key consumed and the
+        application the key belongs to (if it names one)."""
         if not self._digests:
-            return frozenset()
+            return frozenset(), None
         candidate, consumed = _find_key(headers)
         if candidate is not None:
             digest = _digest(candidate)
             matched = False
-            for known in self._digests:
-                matched |= hmac.compare_digest(digest, known)
+            app = None
+            for known, known_app in self._digests:
+                if hmac.compare_digest(digest, known):
+                    matched, app = True, known_app
             if matched:
-                return frozenset({consumed})
+                return frozenset({consumed}), app
         raise AuthenticationError(
             "Missing or invalid Guardline access key. Send it as the API key or in the "
             "x-guardline-key header."

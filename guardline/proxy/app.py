@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from guardline import __version__
+from guardline.detectors.guardrails import Guardrails
 from guardline.errors import RouteNotFoundError
 from guardline.proxy.adapters import ADAPTERS, provider_for
 from guardline.proxy.context import ProxyContext
@@ -24,9 +25,15 @@ from guardline.settings import Settings
 log = logging.getLogger("guardline")
 
 
-def create_app(settings: Settings, *, transports: Mapping[str, Transport] | None = None) -> FastAPI:
-    """Build the proxy app. ``transports`` replaces upstream pools by name (tests)."""
-    context = ProxyContext(settings)
+def create_app(
+    settings: Settings,
+    *,
+    transports: Mapping[str, Transport] | None = None,
+    guardrails: Guardrails | None = None,
+) -> FastAPI:
+    """Build the proxy app. ``transports`` replaces upstream pools by name and
+    ``guardrails`` the detectors built from settings (tests)."""
+    context = ProxyContext(settings, guardrails)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

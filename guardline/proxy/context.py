@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from guardline.detectors.guardrails import Guardrails
 from guardline.exchange import Exchange
 from guardline.proxy.access import AccessKeys
 from guardline.proxy.transport import Transport
@@ -18,8 +19,9 @@ Observer = Callable[[Exchange], None]
 
 
 class ProxyContext:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, guardrails: Guardrails | None = None) -> None:
         self.settings = settings
+        self.guardrails = guardrails or Guardrails(settings)
         self.upstreams = {name: Upstream(name, s) for name, s in settings.upstreams.items()}
         self.router = Router(settings.resolved_routes(), self.upstreams)
         self.access = AccessKeys(settings.access_keys)
@@ -39,6 +41,7 @@ class ProxyContext:
         self.started = False
         for upstream in self.upstreams.values():
             await upstream.close()
+        self.guardrails.close()
 
     def record(self, exchange: Exchange) -> None:
         """Hand a finished exchange to every observer; an observer never breaks a request."""
@@ -61,6 +64,7 @@ class ProxyContext:
             "inflight": self.inflight,
             "access_keys": self.access.enabled,
             "upstreams": upstreams,
+            "detectors": self.guardrails.health(),
         }
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -18,6 +20,7 @@ from guardline.disconnect import DisconnectWatch
 from guardline.errors import (
     BodyTooLargeError,
     GuardlineError,
+    GuardrailBlockedError,
     MalformedRequestError,
     RouteNotFoundError,
     UpstreamProtocolError,
@@ -25,20 +28,36 @@ from guardline.errors import (
 from guardline.exchange import Endpoint, Exchange, Outcome
 from guardline.proxy.adapters import ADAPTERS, Adapter, endpoint_for, provider_for
 from guardline.proxy.context import ProxyContext
+from guardline.proxy.guard import StreamGuard
 from guardline.proxy.headers import REQUEST_ID, client_headers, request_id, upstream_headers
+from guardline.proxy.inspection import FINDINGS_HEADER, Inspector, findings_header
 from guardline.proxy.relay import relay_events
 from guardline.proxy.transport import Body, Header, UpstreamResponse, header_value
 
 log = logging.getLogger("guardline.proxy")
 
 _JSON = (b"content-type", b"application/json")
+_SCANNED = frozenset(
+    {
+        Endpoint.CHAT_COMPLETIONS,
+        Endpoint.COMPLETIONS,
+        Endpoint.EMBEDDINGS,
+        Endpoint.RESPONSES,
+        Endpoint.MESSAGES,
+    }
+)
+_APP = b"x-guardline-app"
+_APP_OK = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 _KNOWN_PATHS = frozenset(path for adapter in ADAPTERS.values() for _, path in adapter.endpoints)
 
 
-async def send_error(send: Send, adapter: Adapter, err: GuardlineError, rid: str) -> None:
+async def send_error(
+    send: Send, adapter: Adapter, err: GuardlineError, rid: str, extra: Sequence[Header] = ()
+) -> None:
     """Answer with ``err`` as the provider's own error body."""
     body = adapter.error_body(err, rid)
     headers = [_JSON, (REQUEST_ID, rid.encode()), (b"content-length", str(len(body)).encode())]
+    headers += extra
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -58,7 +77,18 @@ class ProxyEndpoint:
 class _Call:
     """One request. Also the relay's ``Downstream``."""
 
-    __slots__ = ("adapter", "ctx", "exchange", "receive", "scope", "send", "started", "watch")
+    __slots__ = (
+        "adapter",
+        "ctx",
+        "exchange",
+        "inspector",
+        "parsed",
+        "receive",
+        "scope",
+        "send",
+        "started",
+        "watch",
+    )
 
     def __init__(self, ctx: ProxyContext, scope: Scope, receive: Receive, send: Send) -> None:
         self.ctx = ctx
@@ -80,6 +110,8 @@ class _Call:
         )
         self.started = False  # response headers sent
         self.watch = DisconnectWatch(receive)
+        self.parsed: dict[str, Any] | None = None
+        self.inspector: Inspector | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -98,6 +130,8 @@ class _Call:
             self.watch.stop()
             ctx.inflight -= 1
             exchange.done = time.perf_counter()
+            if self.inspector is not None:
+                await self.inspector.drain()  # monitor findings belong to this exchange
             ctx.record(exchange)
 
     async def _proxy(self) -> None:
@@ -105,7 +139,7 @@ class _Call:
         scope = self.scope
         exchange = self.exchange
         headers: list[Header] = scope["headers"]
-        consumed = ctx.access.check(headers)
+        consumed, app = ctx.access.check(headers)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         _check_path(raw_path, exchange.path)
         body: Body
@@ -118,6 +152,15 @@ class _Call:
             if exchange.method == "POST":
                 self._parse(body)
             self.watch.start()
+            if self.parsed is not None and exchange.endpoint in _SCANNED:
+                exchange.app = app or _app_header(headers)
+                policy = ctx.guardrails.policies.resolve(
+                    self.adapter.provider, exchange.path, exchange.model, exchange.app
+                )
+                self.inspector = Inspector(ctx.guardrails, policy, exchange)
+                refs = self.adapter.request_texts(exchange.endpoint, self.parsed)
+                if await self.inspector.guard_texts("request", refs):
+                    body = orjson.dumps(self.parsed)  # redacted before it leaves for the vendor
         upstream = ctx.router.select(self.adapter.provider, exchange.path, exchange.model)
         exchange.upstream = upstream.name
         out = upstream_headers(
@@ -146,6 +189,14 @@ class _Call:
             if exchange.endpoint is Endpoint.PASSTHROUGH:
                 await self._relay_chunks(response, out)
             else:
+                guard = None
+                if self.inspector is not None and response.status < 300:
+                    guard = StreamGuard(
+                        self.inspector,
+                        self.adapter,
+                        exchange.endpoint,
+                        self.ctx.guardrails.max_hold,
+                    )
                 await relay_events(
                     response,
                     self,
@@ -153,6 +204,7 @@ class _Call:
                     adapter=self.adapter,
                     endpoint=exchange.endpoint,
                     exchange=exchange,
+                    guard=guard if guard is not None and guard.active else None,
                 )
         elif exchange.endpoint is Endpoint.PASSTHROUGH:
             await self._relay_chunks(
@@ -161,7 +213,11 @@ class _Call:
         else:
             data = await response.read()
             if response.status < 300 and content_type.startswith(b"application/json"):
-                _check_json(data)
+                parsed = _json_body(data)
+                if self.inspector is not None:
+                    refs = self.adapter.response_texts(exchange.endpoint, parsed)
+                    if await self.inspector.guard_texts("response", refs):
+                        data = orjson.dumps(parsed)
             out = client_headers(response.headers, exchange.request_id, len(data))
             await self.start(response.status, out)
             await self.body(data)
@@ -177,6 +233,8 @@ class _Call:
 
     async def start(self, status: int, headers: list[Header]) -> None:
         self.started = True
+        if self.exchange.findings:  # what guard-mode scanning found before the first byte
+            headers.append((FINDINGS_HEADER, findings_header(self.exchange.findings)))
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes) -> None:
@@ -192,7 +250,9 @@ class _Call:
 
     async def _fail(self, err: GuardlineError) -> None:
         exchange = self.exchange
-        exchange.outcome = Outcome.ERROR
+        exchange.outcome = (
+            Outcome.BLOCKED if isinstance(err, GuardrailBlockedError) else Outcome.ERROR
+        )
         exchange.error_code = err.code
         if err.status >= 500:
             log.warning(
@@ -211,7 +271,8 @@ class _Call:
             return
         exchange.status = err.status
         self.started = self.watch.finished = True
-        await send_error(self.send, self.adapter, err, exchange.request_id)
+        extra = [(FINDINGS_HEADER, findings_header(exchange.findings))] if exchange.findings else []
+        await send_error(self.send, self.adapter, err, exchange.request_id, extra)
 
     async def _read_body(self, headers: list[Header]) -> bytes:
         parts = [chunk async for chunk in self._body_chunks(headers)]
@@ -255,6 +316,7 @@ class _Call:
             raise MalformedRequestError("'model' must be a string.")
         self.exchange.model = model
         self.exchange.stream = parsed.get("stream") is True
+        self.parsed = parsed
 
 
 def _check_path(raw_path: bytes, path: str) -> None:
@@ -277,13 +339,19 @@ def _check_path(raw_path: bytes, path: str) -> None:
         raise RouteNotFoundError(f"Invalid URL path {path!r}.", code="route_not_found")
 
 
-def _check_json(data: bytes) -> None:
+def _json_body(data: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError("The upstream sent a malformed JSON response.") from None
     if not isinstance(parsed, dict):
         raise UpstreamProtocolError("The upstream sent a JSON response that is not an object.")
+    return parsed
+
+
+def _app_header(headers: list[Header]) -> str | None:
+    value = header_value(headers, _APP)
+    return value.decode() if value is not None and _APP_OK.fullmatch(value) else None
 
 
 def _has_body(headers: list[Header]) -> bool:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from guardline.errors import UpstreamError, UpstreamProtocolError
+from guardline.errors import (
+    GuardlineError,
+    GuardrailBlockedError,
+    GuardrailError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
 from guardline.exchange import Endpoint, Exchange, Outcome
 from guardline.proxy.adapters import Adapter, StreamState
+from guardline.proxy.guard import StreamGuard
 from guardline.proxy.sse import SSEDecoder
 from guardline.proxy.transport import Header, UpstreamResponse
 
@@ -31,40 +38,85 @@ async def relay_events(
     adapter: Adapter,
     endpoint: Endpoint,
     exchange: Exchange,
+    guard: StreamGuard | None = None,
 ) -> None:
-    """Forward complete events as they arrive, unchanged; end a malformed or truncated
-    stream with an error event in the provider's format instead of hanging or cutting off."""
-    decoder = SSEDecoder()
-    state = StreamState()
+    """Forward complete events as they arrive (through the stream guard when one is
+    active); end a malformed, truncated or blocked stream with an error event in the
+    provider's format instead of hanging or cutting off."""
     await down.start(response.status, headers)
-    try:
+    relay = _Relay(
+        response, down, adapter=adapter, endpoint=endpoint, exchange=exchange, guard=guard
+    )
+    await relay.run()
+
+
+class _Relay:
+    def __init__(
+        self,
+        response: UpstreamResponse,
+        down: Downstream,
+        *,
+        adapter: Adapter,
+        endpoint: Endpoint,
+        exchange: Exchange,
+        guard: StreamGuard | None,
+    ) -> None:
+        self.response = response
+        self.down = down
+        self.adapter = adapter
+        self.endpoint = endpoint
+        self.exchange = exchange
+        self.guard = guard
+        self.state = StreamState()
+
+    async def run(self) -> None:
+        try:
+            await self._pump()
+        except UpstreamError as err:
+            failure: GuardlineError = err
+            if self.guard is not None:
+                try:  # deliver what arrived, once cleared, before saying what went wrong
+                    tail = await self.guard.finish()
+                    if tail:
+                        await self.down.body(tail)
+                except (GuardrailBlockedError, GuardrailError) as stopped:
+                    failure = stopped
+            await self._end_with_error(failure)
+            return
+        except (GuardrailBlockedError, GuardrailError) as err:
+            await self._end_with_error(err)
+            return
+        await self.down.end()
+        await self.response.drain(DRAIN_SECONDS)
+
+    async def _pump(self) -> None:
+        decoder = SSEDecoder()
+        state, guard = self.state, self.guard
         while not state.terminal:
-            chunk = await response.next_chunk()
+            chunk = await self.response.next_chunk()
             if chunk is None:
                 raise UpstreamProtocolError("The upstream stream ended before its final event.")
             events = decoder.feed(chunk)
             if not events:
                 continue
             ready: list[bytes] = []
-            failure: UpstreamError | None = None
-            for event in events:
-                try:
-                    adapter.inspect_event(endpoint, event, state)
-                except UpstreamError as exc:
-                    failure = exc
-                    break
-                ready.append(event.raw)
-                if state.terminal:
-                    break
-            if ready:
-                await down.body(ready[0] if len(ready) == 1 else b"".join(ready))
-            if failure is not None:
-                raise failure
-    except UpstreamError as err:
-        exchange.outcome = Outcome.ERROR
+            try:
+                for event in events:
+                    self.adapter.inspect_event(self.endpoint, event, state)
+                    ready.append(await guard.feed(event, state.last) if guard else event.raw)
+                    if state.terminal:
+                        break
+            finally:
+                # What was cleared goes out even when a later event in the chunk fails.
+                data = b"".join(ready)
+                if data:
+                    await self.down.body(data)
+
+    async def _end_with_error(self, err: GuardlineError) -> None:
+        exchange = self.exchange
+        blocked = isinstance(err, GuardrailBlockedError)
+        exchange.outcome = Outcome.BLOCKED if blocked else Outcome.ERROR
         exchange.error_code = err.code
-        await down.body(adapter.stream_error_event(err, exchange.request_id, endpoint, state))
-        await down.end()
-        return
-    await down.end()
-    await response.drain(DRAIN_SECONDS)
+        event = self.adapter.stream_error_event(err, exchange.request_id, self.endpoint, self.state)
+        await self.down.body(event)
+        await self.down.end()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from guardline.exchange import Endpoint
 from guardline.proxy.adapters.anthropic import AnthropicAdapter
-from guardline.proxy.adapters.base import Adapter, StreamState, endpoint_for
+from guardline.proxy.adapters.base import (
+    Adapter,
+    ChannelKey,
+    StreamState,
+    TextRef,
+    endpoint_for,
+)
 from guardline.proxy.adapters.openai import OpenAIAdapter
 from guardline.settings import Provider
 
@@ -22,4 +28,13 @@ def provider_for(path: str, headers: list[tuple[bytes, bytes]]) -> Provider:
     return "openai"
 
 
-__all__ = ["ADAPTERS", "Adapter", "Endpoint", "StreamState", "endpoint_for", "provider_for"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "ChannelKey",
+    "Endpoint",
+    "StreamState",
+    "TextRef",
+    "endpoint_for",
+    "provider_for",
+]

@@ -12,6 +12,69 @@ from guardline.exchange import Endpoint
 from guardline.proxy.sse import SSEEvent
 from guardline.settings import Provider
 
+ChannelKey = tuple[Any, ...]
+"""Identifies one text stream inside an SSE stream: a choice's content, a content block,
+a tool call's arguments. Closing a prefix closes every channel under it; ``()`` closes all."""
+
+
+@dataclass(slots=True)
+class TextRef:
+    """Where one string lives in a parsed JSON body: ``holder[key]``."""
+
+    holder: Any
+    key: str | int
+
+    def get(self) -> str:
+        value = self.holder[self.key]
+        return value if isinstance(value, str) else ""
+
+    def set(self, value: str) -> None:
+        self.holder[self.key] = value
+
+
+def text_at(holder: Any, key: str | int) -> list[TextRef]:
+    """A ref to ``holder[key]`` if it is a non-empty string."""
+    try:
+        value = holder[key]
+    except (KeyError, IndexError, TypeError):
+        return []
+    return [TextRef(holder, key)] if isinstance(value, str) and value else []
+
+
+def string_leaves(value: Any) -> list[TextRef]:
+    """Every string inside a JSON value (tool-call inputs are scanned field by field)."""
+    out: list[TextRef] = []
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        if isinstance(item, str):
+            if item:
+                out.append(TextRef(value, key))
+        else:
+            out += string_leaves(item)
+    return out
+
+
+def parts_text(holder: Any, key: str, text_types: tuple[str, ...] = ("text",)) -> list[TextRef]:
+    """``holder[key]`` when it is a string, or the text of each text part when it is a list."""
+    value = holder.get(key) if isinstance(holder, dict) else None
+    if isinstance(value, str):
+        return text_at(holder, key)
+    out: list[TextRef] = []
+    for part in value if isinstance(value, list) else ():
+        if isinstance(part, dict) and part.get("type", "text") in text_types:
+            out += text_at(part, "text")
+    return out
+
+
+def dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
 
 @dataclass(slots=True)
 class StreamState:
@@ -43,6 +106,38 @@ class Adapter(Protocol):
 
         Raises UpstreamProtocolError for an event the SDKs could not parse.
         """
+        ...
+
+    def request_texts(self, endpoint: Endpoint, body: dict[str, Any]) -> list[TextRef]:
+        """Every text the client sends: all roles, all text parts, tool-call arguments and
+        results. Images and other non-text parts are not text."""
+        ...
+
+    def response_texts(self, endpoint: Endpoint, body: dict[str, Any]) -> list[TextRef]:
+        """Every text in a non-streamed response."""
+        ...
+
+    def event_texts(
+        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
+    ) -> list[tuple[ChannelKey, TextRef]]:
+        """The new text one stream event carries, per channel."""
+        ...
+
+    def event_closes(
+        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
+    ) -> list[ChannelKey]:
+        """Channel prefixes this event ends (no more text will come for them)."""
+        ...
+
+    def final_texts(
+        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
+    ) -> list[tuple[ChannelKey, TextRef]]:
+        """Fields that repeat a channel's whole text (and must carry what was released)."""
+        ...
+
+    def splittable(self, endpoint: Endpoint) -> bool:
+        """Whether a text event may be emitted in two parts (False where events carry
+        sequence numbers a client could check)."""
         ...
 
 

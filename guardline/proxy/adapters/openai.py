@@ -8,7 +8,15 @@ import orjson
 
 from guardline.errors import GuardlineError
 from guardline.exchange import Endpoint
-from guardline.proxy.adapters.base import StreamState, json_object
+from guardline.proxy.adapters.base import (
+    ChannelKey,
+    StreamState,
+    TextRef,
+    dicts,
+    json_object,
+    parts_text,
+    text_at,
+)
 from guardline.proxy.sse import SSEEvent
 from guardline.settings import Provider
 
@@ -70,3 +78,140 @@ class OpenAIAdapter:
                 state.terminal = True
         elif parsed.get("error"):
             state.terminal = True  # an upstream error event ends the stream for the SDK
+
+    # text locations ------------------------------------------------------------------
+
+    def request_texts(self, endpoint: Endpoint, body: dict[str, Any]) -> list[TextRef]:
+        refs: list[TextRef] = []
+        if endpoint is Endpoint.CHAT_COMPLETIONS:
+            for message in dicts(body.get("messages")):
+                refs += parts_text(message, "content")
+                for call in dicts(message.get("tool_calls")):
+                    refs += text_at(call.get("function"), "arguments")
+        elif endpoint is Endpoint.COMPLETIONS:
+            refs += _str_or_list(body, "prompt")
+        elif endpoint is Endpoint.EMBEDDINGS:
+            refs += _str_or_list(body, "input")
+        elif endpoint is Endpoint.RESPONSES:
+            refs += text_at(body, "instructions")
+            if isinstance(body.get("input"), str):
+                refs += text_at(body, "input")
+            for item in dicts(body.get("input")):
+                refs += parts_text(item, "content", ("input_text", "output_text", "text"))
+                refs += text_at(item, "arguments") + text_at(item, "output")
+        return refs
+
+    def response_texts(self, endpoint: Endpoint, body: dict[str, Any]) -> list[TextRef]:
+        refs: list[TextRef] = []
+        if endpoint is Endpoint.CHAT_COMPLETIONS:
+            for choice in dicts(body.get("choices")):
+                message = choice.get("message")
+                refs += text_at(message, "content") + text_at(message, "refusal")
+                for call in dicts(message.get("tool_calls") if isinstance(message, dict) else None):
+                    refs += text_at(call.get("function"), "arguments")
+        elif endpoint is Endpoint.COMPLETIONS:
+            for choice in dicts(body.get("choices")):
+                refs += text_at(choice, "text")
+        elif endpoint is Endpoint.RESPONSES:
+            for _, ref in _output_texts(body.get("output")):
+                refs.append(ref)
+        return refs
+
+    def event_texts(
+        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
+    ) -> list[tuple[ChannelKey, TextRef]]:
+        out: list[tuple[ChannelKey, TextRef]] = []
+        if endpoint is Endpoint.RESPONSES:
+            kind = data.get("type")
+            item, index = data.get("item_id"), data.get("content_index", 0)
+            if kind == "response.output_text.delta":
+                out += [(("text", item, index), r) for r in text_at(data, "delta")]
+            elif kind == "response.refusal.delta":
+                out += [(("refusal", item, index), r) for r in text_at(data, "delta")]
+            elif kind == "response.function_call_arguments.delta":
+                out += [(("args", item), r) for r in text_at(data, "delta")]
+            return out
+        for choice in dicts(data.get("choices")):
+            i = choice.get("index", 0)
+            if endpoint is Endpoint.COMPLETIONS:
+                out += [(("text", i), r) for r in text_at(choice, "text")]
+                continue
+            delta = choice.get("delta")
+            out += [(("content", i), r) for r in text_at(delta, "content")]
+            out += [(("refusal", i), r) for r in text_at(delta, "refusal")]
+            for call in dicts(delta.get("tool_calls") if isinstance(delta, dict) else None):
+                key = ("tool", i, call.get("index", 0))
+                out += [(key, r) for r in text_at(call.get("function"), "arguments")]
+        return out
+
+    def event_closes(
+        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
+    ) -> list[ChannelKey]:
+        if endpoint is Endpoint.RESPONSES:
+            kind = data.get("type")
+            item, index = data.get("item_id"), data.get("content_index", 0)
+            if kind in _RESPONSES_TERMINAL:
+                return [()]
+            if kind == "response.output_text.done":
+                return [("text", item, index)]
+            if kind == "response.refusal.done":
+                return [("refusal", item, index)]
+            if kind == "response.function_call_arguments.done":
+                return [("args", item)]
+            return []
+        closes: list[ChannelKey] = []
+        for choice in dicts(data.get("choices")):
+            if choice.get("finish_reason"):
+                i = choice.get("index", 0)
+                closes += [("text", i), ("content", i), ("refusal", i), ("tool", i)]
+        if data.get("error"):
+            closes.append(())
+        return closes
+
+    def final_texts(
+        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
+    ) -> list[tuple[ChannelKey, TextRef]]:
+        if endpoint is not Endpoint.RESPONSES:
+            return []
+        kind = data.get("type")
+        item, index = data.get("item_id"), data.get("content_index", 0)
+        if kind == "response.output_text.done":
+            return [(("text", item, index), r) for r in text_at(data, "text")]
+        if kind == "response.refusal.done":
+            return [(("refusal", item, index), r) for r in text_at(data, "refusal")]
+        if kind == "response.function_call_arguments.done":
+            return [(("args", item), r) for r in text_at(data, "arguments")]
+        if kind == "response.content_part.done":
+            part = data.get("part")
+            return [(("text", item, index), r) for r in text_at(part, "text")] + [
+                (("refusal", item, index), r) for r in text_at(part, "refusal")
+            ]
+        if kind == "response.output_item.done":
+            return _output_texts([data.get("item")])
+        if kind in _RESPONSES_TERMINAL:
+            response = data.get("response")
+            return _output_texts(response.get("output") if isinstance(response, dict) else None)
+        return []
+
+    def splittable(self, endpoint: Endpoint) -> bool:
+        return endpoint is not Endpoint.RESPONSES  # its events carry sequence numbers
+
+
+def _str_or_list(body: dict[str, Any], key: str) -> list[TextRef]:
+    value = body.get(key)
+    if isinstance(value, list):
+        return [r for i in range(len(value)) for r in text_at(value, i)]
+    return text_at(body, key)
+
+
+def _output_texts(output: Any) -> list[tuple[ChannelKey, TextRef]]:
+    """Texts of Responses-API output items, keyed as their stream channels are."""
+    out: list[tuple[ChannelKey, TextRef]] = []
+    for item in dicts(output):
+        item_id = item.get("id")
+        if item.get("type") == "function_call":
+            out += [(("args", item_id), r) for r in text_at(item, "arguments")]
+        for index, part in enumerate(dicts(item.get("content"))):
+            out += [(("text", item_id, index), r) for r in text_at(part, "text")]
+            out += [(("refusal", item_id, index), r) for r in text_at(part, "refusal")]
+    return out

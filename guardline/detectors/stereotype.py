@@ -1,0 +1,177 @@
+"""Stereotypes, in three separately configurable parts, scored per sentence.
+
+- ``generalization``: explicit generalisations about a social group, for the nine bias
+  types CrowS-Pairs names: quantified groups ("all women", "most Muslims"), group +
+  copula or generalising verb ("old people can't ...", "Mexicans are lazy"), "typical X",
+  and attribution to membership ("because she's a woman"). Catches explicit statements;
+  misses stereotypes carried by a story about one person ("the black man stole it"),
+  sarcasm, and groups outside its lexicon. Descriptive predicates ("women are
+  underrepresented", "immigrants are welcome") are not generalisations here.
+- ``gendered_occupation``: which gendered pronoun attaches to which occupation in a
+  sentence (the nearest occupation before the pronoun). One sentence is harmless; the
+  finding's ``detail`` (``nurse:she``) feeds a skew metric across traffic.
+- ``exclusionary_wording``: age-coded ("young and energetic", "digital native"),
+  gender-coded, native-speaker, ableist and family-status wording; weaker phrases count
+  only in job-related sentences ("candidates", "hiring", "the role", ...).
+"""
+
+from __future__ import annotations
+
+import re
+
+from guardline.detectors import lexicon
+from guardline.detectors.base import Cost, Finding
+from guardline.detectors.sentences import split
+from guardline.settings import StereotypeSettings
+
+
+class StereotypeDetector:
+    name = "stereotype"
+    cost: Cost = "fast"
+    context_chars = 0
+    backend = "rules (Guardline lexicons)"
+
+    def __init__(self, settings: StereotypeSettings) -> None:
+        self.settings = settings
+        self._generalizations = [
+            (bias, _generalization_patterns(alts)) for bias, alts in lexicon.GROUPS.items()
+        ]
+        # Gates: no group term, no group generalisation (most sentences stop here).
+        every_group = "|".join(alt for alts in lexicon.GROUPS.values() for alt in alts)
+        self._any_group = re.compile(rf"\b(?:{every_group})\b", re.IGNORECASE)
+        self._generic = re.compile(
+            rf"\b(?:a|an|any|every|no)\s+(?:(?:{lexicon.SINGULAR_GROUP})\s+)?"
+            rf"(?:{lexicon.SINGULAR_NOUN})\s+(?:{lexicon.GENERIC_MODALS})\b",
+            re.IGNORECASE,
+        )
+        self._attribution = re.compile(
+            rf"\b(?:because|since|just because|only because) (?:she|he|they)(?:'s| is|'re| are) "
+            rf"(?:a |an )?(?:{lexicon.ATTRIBUTED})\b",
+            re.IGNORECASE,
+        )
+        occupations = "|".join(lexicon.OCCUPATIONS)
+        self._occupation = re.compile(rf"\b({occupations})(?:s|es)?\b", re.IGNORECASE)
+        self._pronoun = re.compile(r"\b(he|him|his|himself|she|her|hers|herself)\b", re.IGNORECASE)
+        self._exclusionary = [
+            (kind, re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE), needs_context)
+            for kind, pattern, needs_context in lexicon.EXCLUSIONARY
+        ]
+        self._job = re.compile(rf"\b(?:{lexicon.JOB_CONTEXT})\b", re.IGNORECASE)
+
+    def detect(self, text: str) -> list[Finding]:
+        findings: list[Finding] = []
+        for start, stop in split(text):
+            sentence = text[start:stop]
+            if not sentence.strip():
+                continue
+            end = start + len(sentence.rstrip())  # the sentence, not its trailing space
+            if self.settings.generalizations:
+                findings += self._generalization(sentence, start, end)
+            if self.settings.gendered_occupations:
+                findings += self._gendered(sentence, start)
+            if self.settings.exclusionary_wording:
+                findings += self._wording(sentence, start)
+        return findings
+
+    def _generalization(self, sentence: str, start: int, end: int) -> list[Finding]:
+        best: dict[str, float] = {}
+        if self._any_group.search(sentence):
+            for bias, patterns in self._generalizations:
+                for score, pattern in patterns:
+                    if score > best.get(bias, 0.0) and pattern.search(sentence):
+                        best[bias] = score
+        if self._generic.search(sentence):
+            best.setdefault("generic", 0.6)
+        if self._attribution.search(sentence):
+            best.setdefault("attribution", 0.7)
+        return [
+            Finding(self.name, "generalization", score, start, end, detail=bias)
+            for bias, score in best.items()
+        ]
+
+    def _gendered(self, sentence: str, start: int) -> list[Finding]:
+        occupations = [(m.start(), m.group(1).lower()) for m in self._occupation.finditer(sentence)]
+        if not occupations:
+            return []
+        seen: set[str] = set()
+        findings = []
+        for match in self._pronoun.finditer(sentence):
+            before = [occ for pos, occ in occupations if pos < match.start()]
+            if not before:
+                continue
+            detail = f"{before[-1]}:{lexicon.PRONOUNS[match.group(1).lower()]}"
+            if detail in seen:
+                continue
+            seen.add(detail)
+            first = next(pos for pos, occ in occupations if occ == before[-1])
+            findings.append(
+                Finding(
+                    self.name,
+                    "gendered_occupation",
+                    1.0,
+                    start + first,
+                    start + match.end(),
+                    detail=detail,
+                )
+            )
+        return findings
+
+    def _wording(self, sentence: str, start: int) -> list[Finding]:
+        job = None
+        findings = []
+        for kind, pattern, needs_context in self._exclusionary:
+            for match in pattern.finditer(sentence):
+                if needs_context:
+                    if job is None:
+                        job = self._job.search(sentence) is not None
+                    if not job:
+                        break
+                findings.append(
+                    Finding(
+                        self.name,
+                        "exclusionary_wording",
+                        0.8,
+                        start + match.start(),
+                        start + match.end(),
+                        detail=kind,
+                    )
+                )
+        return findings
+
+
+def _generalization_patterns(alternatives: list[str]) -> list[tuple[float, re.Pattern[str]]]:
+    group = "|".join(alternatives)
+    g = rf"(?:the )?(?:{group})"
+    flags = re.IGNORECASE
+    return [
+        (
+            0.8,
+            re.compile(
+                rf"\b(?:all|most|every|no|many)\s+(?:of\s+(?:the\s+)?)?(?:{group})\b", flags
+            ),
+        ),
+        (0.8, re.compile(rf"\b(?:typical|like all|like most|like other)\s+(?:{group})\b", flags)),
+        (
+            0.8,
+            re.compile(
+                rf"\b(?:that's|that is|this is|thats) (?:what|how) (?:{group}) "
+                r"(?:do|are|act|behave|think)\b",
+                flags,
+            ),
+        ),
+        (
+            0.7,
+            re.compile(
+                rf"\b{g}\s+(?:(?:{lexicon.INTENSIFIERS})\s+)*(?:{lexicon.GENERALISING_VERBS})\b",
+                flags,
+            ),
+        ),
+        (
+            0.6,
+            re.compile(
+                rf"\b{g}\s+(?:{lexicon.COPULAS})\s+(?:(?:{lexicon.INTENSIFIERS}|not)\s+)*"
+                rf"(?!(?:{lexicon.NEUTRAL_PREDICATES})\b)[a-z]{{3,}}",
+                flags,
+            ),
+        ),
+    ]

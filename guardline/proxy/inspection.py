@@ -1,0 +1,115 @@
+"""Applying the policy to one exchange: guard-mode scans inline, monitor-mode scans in one
+background task per exchange (drained before the exchange is recorded)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from guardline.detectors.base import Direction, Finding
+from guardline.detectors.guardrails import Guardrails
+from guardline.detectors.policy import Policy, Verdict, judge
+from guardline.detectors.redaction import resolve
+from guardline.errors import GuardrailBlockedError, GuardrailError
+from guardline.exchange import Exchange
+from guardline.proxy.adapters import TextRef
+
+log = logging.getLogger("guardline.proxy")
+
+FINDINGS_HEADER = b"x-guardline-findings"
+_DRAIN_SECONDS = 30.0
+
+
+class Inspector:
+    def __init__(self, guardrails: Guardrails, policy: Policy, exchange: Exchange) -> None:
+        self.guardrails = guardrails
+        self.policy = policy
+        self.exchange = exchange
+        self._queue: list[tuple[Direction, str, int, int | None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def guarding(self, direction: Direction) -> bool:
+        return bool(self.policy.names(direction, "guard"))
+
+    def monitoring(self, direction: Direction) -> bool:
+        return bool(self.policy.names(direction, "monitor"))
+
+    async def verdict(
+        self, direction: Direction, text: str, start: int = 0, end: int | None = None
+    ) -> Verdict:
+        """Guard-mode scan of ``text[start:end]`` and the policy's verdict (no side effects)."""
+        names = self.policy.names(direction, "guard")
+        if not names:
+            return Verdict()
+        scan = await self.guardrails.scanner.scan(text, names, direction, start, end)
+        return judge(scan, self.policy.rules(direction))
+
+    def enforce(self, direction: Direction, verdict: Verdict, until: int | None = None) -> None:
+        """Record the verdict's findings (those ending by ``until``); raise when the policy
+        stops the call."""
+        self.exchange.findings += [f for f in verdict.findings if until is None or f.end <= until]
+        if verdict.failed is not None:
+            raise GuardrailError(verdict.failed)
+        if verdict.blocked is not None:
+            self.exchange.act("block")
+            raise GuardrailBlockedError(
+                verdict.blocked.detector, verdict.blocked.category, direction
+            )
+
+    def watch(
+        self, direction: Direction, text: str, start: int = 0, end: int | None = None
+    ) -> None:
+        """Monitor-mode scan of ``text[start:end]``, off the critical path."""
+        if not self.monitoring(direction) or start >= (len(text) if end is None else end):
+            return
+        self._queue.append((direction, text, start, end))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._work())
+
+    async def guard_texts(self, direction: Direction, refs: Sequence[TextRef]) -> bool:
+        """Watch every text and guard it inline; rewrite those the policy redacts.
+        True when something was rewritten."""
+        changed = False
+        for ref in refs:
+            text = ref.get()
+            self.watch(direction, text)
+            verdict = await self.verdict(direction, text)
+            self.enforce(direction, verdict)
+            if verdict.redact:
+                spans = resolve(verdict.redact)
+                ref.set(self.guardrails.redactor.apply(text, spans))
+                self.exchange.act("redact", len(spans))
+                changed = True
+        return changed
+
+    async def drain(self) -> None:
+        """Wait for background scans (bounded); a request never fails because of them."""
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), _DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "monitor scans of request %s did not finish in time", self.exchange.request_id
+            )
+            task.cancel()
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    async def _work(self) -> None:
+        scanner = self.guardrails.scanner
+        while self._queue:
+            direction, text, start, end = self._queue.pop(0)
+            names = self.policy.names(direction, "monitor")
+            scan = await scanner.scan(text, names, direction, start, end)
+            self.exchange.findings += judge(scan, self.policy.rules(direction)).findings
+
+
+def findings_header(findings: Sequence[Finding]) -> bytes:
+    """Categories and counts, never content: ``request.pii.EMAIL_ADDRESS=1,...``."""
+    counts = Counter(f"{f.direction}.{f.detector}.{f.category}" for f in findings)
+    return ",".join(f"{k}={v}" for k, v in sorted(counts.items())).encode()
