@@ -66,9 +66,9 @@ def boundaries(text: str, start: int = 0, end: int | None = None) -> Iterator[in
         yield match.end()
 
 
-def last_boundary(text: str, start: int = 0) -> int:
-    """The last boundary at or after ``start``, or ``start`` when there is none."""
-    last = start
+def last_boundary(text: str, start: int = 0) -> int | None:
+    """The last boundary after ``start``, or None when there is none."""
+    last = None
     for last in boundaries(text, start):  # noqa: B007 - we want the final value
         pass
     return last

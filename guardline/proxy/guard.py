@@ -32,7 +32,7 @@ _TAIL = 128  # characters kept back at a forced cut: longer than any value split
 _LOOKBACK = 8  # a boundary needs the punctuation and closing marks before the space
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: channels are keys of the touched set
 class _Channel:
     text: str = ""
     cleared: int = 0
@@ -157,7 +157,7 @@ class StreamGuard:
         start = max(channel.cleared, channel.searched - _LOOKBACK)
         channel.searched = len(text)
         end = last_boundary(text, start)
-        if end > channel.cleared:
+        if end is not None and end > channel.cleared:
             return end, end
         if len(text) - channel.cleared > self._max_hold:
             limit = len(text) - _TAIL
@@ -251,7 +251,7 @@ class StreamGuard:
             start = max(channel.watched, channel.searched - _LOOKBACK)
             channel.searched = len(channel.text)
             end = last_boundary(channel.text, start)
-            if end > channel.watched:
+            if end is not None and end > channel.watched:
                 self._inspector.watch("response", channel.text, channel.watched, end)
                 channel.watched = end
         self._close(closes)
