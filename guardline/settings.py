@@ -245,14 +245,6 @@ class RuleSettings(_Model):
     """Guard mode, detector raised: block (fail closed) or pass (logged and recorded)."""
 
 
-def _default_rules() -> dict[str, RuleSettings]:
-    return {
-        "pii": RuleSettings(action="redact"),
-        "toxicity": RuleSettings(),
-        "stereotype": RuleSettings(),
-    }
-
-
 class PolicyMatch(_Model):
     provider: Provider | None = None
     paths: tuple[str, ...] = ()
@@ -281,11 +273,12 @@ class PolicyOverride(_Model):
 
 
 class PolicySettings(_Model):
-    """Default: monitor everything (traffic never altered); PII redacted in all Guardline
-    records. Guard mode is opt-in, per route or application, through ``overrides``."""
+    """Default: monitor every enabled detector (traffic never altered); PII redacted in all
+    Guardline records. Rules given here change only the fields they name. Guard mode is
+    opt-in, here or per route / application through ``overrides``."""
 
-    request: dict[str, RuleSettings] = Field(default_factory=_default_rules)
-    response: dict[str, RuleSettings] = Field(default_factory=_default_rules)
+    request: dict[str, RuleSettings] = Field(default_factory=dict)
+    response: dict[str, RuleSettings] = Field(default_factory=dict)
     overrides: tuple[PolicyOverride, ...] = ()
     """Applied in order; later overrides win."""
 

@@ -89,11 +89,13 @@ class PolicyBook:
                         f"{where}.{name}: no detector named {name!r} is enabled; "
                         f"enabled: {', '.join(sorted(known)) or 'none'}"
                     )
-        base = {
-            "request": {n: r for n, r in settings.request.items() if n in known},
-            "response": {n: r for n, r in settings.response.items() if n in known},
+        self._base = {
+            direction: {
+                name: _merge(DEFAULT_RULES.get(name, RuleSettings()), given.get(name))
+                for name in known
+            }
+            for direction, given in (("request", settings.request), ("response", settings.response))
         }
-        self._base = base
         self.resolve = lru_cache(maxsize=1024)(self._resolve)
 
     def _resolve(self, provider: str, path: str, model: str | None, app: str | None) -> Policy:
@@ -118,6 +120,17 @@ class PolicyBook:
             {n: Rule.of(r) for n, r in rules["request"].items()},
             {n: Rule.of(r) for n, r in rules["response"].items()},
         )
+
+
+DEFAULT_RULES = {"pii": RuleSettings(action="redact")}
+"""Built-in rules: monitor everything; PII findings redact (in records, and in traffic once
+a rule turns guard mode on). Any other detector: monitor, flag."""
+
+
+def _merge(base: RuleSettings, given: RuleSettings | None) -> RuleSettings:
+    if given is None:
+        return base
+    return base.model_copy(update=given.model_dump(include=given.model_fields_set))
 
 
 def _all_rules(settings: PolicySettings) -> list[tuple[str, Mapping[str, object]]]:
