@@ -155,8 +155,13 @@ def _build_analyzer(settings: PiiSettings) -> Any:
 
     nlp_engine = _nlp_engine(settings.spacy_model)
     registry = RecognizerRegistry(supported_languages=["en"])
+    vocab = nlp_engine.nlp["en"].vocab
     for recognizer in _recognizers(settings):
         registry.add_recognizer(recognizer)
+        # presidio ignores stop words as context, and spaCy's English list has "call"
+        # and "number": presidio's own phone context words could never count.
+        for word in recognizer.context or ():
+            vocab[word].is_stop = False
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
 
 

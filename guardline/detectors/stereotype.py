@@ -74,19 +74,33 @@ class StereotypeDetector:
         return findings
 
     def _generalization(self, sentence: str, start: int, end: int) -> list[Finding]:
-        best: dict[str, float] = {}
+        matches: list[tuple[str, float, int, int]] = []  # bias, score, span in sentence
         if self._any_group.search(sentence):
             for bias, patterns in self._generalizations:
+                best = None
                 for score, pattern in patterns:
-                    if score > best.get(bias, 0.0) and pattern.search(sentence):
-                        best[bias] = score
+                    found = pattern.search(sentence)
+                    if found and (best is None or score > best[1]):
+                        best = (bias, score, found.start(), found.end())
+                if best is not None:
+                    matches.append(best)
+        # "gay men are ..." is about gay men, not men: a match inside another's is dropped.
+        kept = [
+            m
+            for m in matches
+            if not any(
+                o is not m and o[2] <= m[2] and m[3] <= o[3] and (o[2], o[3]) != (m[2], m[3])
+                for o in matches
+            )
+        ]
+        best_by_bias = {bias: score for bias, score, _, _ in kept}
         if self._generic.search(sentence):
-            best.setdefault("generic", 0.6)
+            best_by_bias.setdefault("generic", 0.6)
         if self._attribution.search(sentence):
-            best.setdefault("attribution", 0.7)
+            best_by_bias.setdefault("attribution", 0.7)
         return [
             Finding(self.name, "generalization", score, start, end, detail=bias)
-            for bias, score in best.items()
+            for bias, score in best_by_bias.items()
         ]
 
     def _gendered(self, sentence: str, start: int) -> list[Finding]:
