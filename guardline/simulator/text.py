@@ -47,7 +47,7 @@ _WORDS = [
     "about",
     "their",
     "accounts",
-    "orders",
+    "notes",
     "travel",
     "plans",
     "weather",
