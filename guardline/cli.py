@@ -25,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        handler = {"serve": _serve, "simulate": _simulate, "demo": _demo}[args.command]
+        handler = {"serve": _serve, "simulate": _simulate, "demo": _demo, "eval": _eval}[
+            args.command
+        ]
         handler(args)
     except GuardlineError as exc:
         print(f"guardline: error: {exc.message}", file=sys.stderr)
@@ -79,6 +81,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--sim-port", type=int, default=0, help="simulator port (default: any free)")
     _common(demo)
     _simulator_options(demo, default_port=None)
+
+    evaluate = commands.add_parser("eval", help="measure detectors on labeled data")
+    targets = evaluate.add_subparsers(dest="target", required=True, metavar="TARGET")
+    detectors = targets.add_parser(
+        "detectors",
+        help="precision, recall, F1, F2 per category, and throughput",
+        description="Run one detector, as configured, over a labeled dataset and report "
+        "precision, recall, F1 and F2 per category and throughput (KB/s, one thread).",
+    )
+    detectors.add_argument(
+        "--kind", required=True, choices=["pii", "toxicity", "stereotype"], help="which detector"
+    )
+    detectors.add_argument(
+        "--dataset",
+        required=True,
+        metavar="PATH",
+        help="presidio-research JSON (pii); JSON Lines {text, label} or CSV (toxicity, stereotype)",
+    )
+    detectors.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    _common(detectors)
     return parser
 
 
@@ -182,6 +206,18 @@ def _demo(args: argparse.Namespace) -> None:
             ]
         )
     )
+
+
+def _eval(args: argparse.Namespace) -> None:
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from guardline.evaluation.detectors import evaluate, table  # noqa: PLC0415
+
+    settings = load_settings(args.config, _overrides(args, "log_level"))
+    configure("warning" if args.log_level is None else settings.log_level)
+    report = evaluate(args.kind, Path(args.dataset), settings)
+    print(json.dumps(report) if args.json else table(report))
 
 
 _DEMO_BANNER = """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -15,6 +16,19 @@ from guardline.simulator import Simulator
 from tests.servers import Running, context_of, proxy, proxy_settings, simulator
 
 REQUIRE_E2E = os.environ.get("GUARDLINE_REQUIRE_E2E") == "1"
+REQUIRE_SHARED_DATA = os.environ.get("GUARDLINE_REQUIRE_SHARED_DATA") == "1"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """A file of ../shared/data (read at test time, never copied into the repo). Skips
+    when absent (a user's fresh clone) unless GUARDLINE_REQUIRE_SHARED_DATA=1 (CI)."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        if REQUIRE_SHARED_DATA:
+            pytest.fail(f"GUARDLINE_REQUIRE_SHARED_DATA=1 but {path} is missing")
+        pytest.skip(f"{path} is not present (../shared/data beside the clone)")
+    return path
 
 
 def need(condition: bool, reason: str) -> None:

@@ -172,10 +172,20 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
 
 
 def test_every_option_is_explained() -> None:
-    parser = _parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"serve", "simulate", "demo"}
-    for name, sub in subparsers.choices.items():
+    def commands(
+        parser: argparse.ArgumentParser, prefix: str = ""
+    ) -> dict[str, argparse.ArgumentParser]:
+        found = {}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found[prefix + name] = sub
+                    found.update(commands(sub, prefix + name + " "))
+        return found
+
+    found = commands(_parser())
+    assert set(found) == {"serve", "simulate", "demo", "eval", "eval detectors"}
+    for name, sub in found.items():
         for action in sub._actions:
             if action.option_strings and action.dest != "help":
                 assert len(action.help or "") > 10, f"{name} {action.option_strings}"

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from guardline.detectors.stereotype import StereotypeDetector
 from guardline.settings import StereotypeSettings
-from tests.conftest import need
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import shared_data
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +103,12 @@ def test_parts_are_separately_configurable() -> None:
 def test_winobias_skew_shows_over_traffic(detector: StereotypeDetector) -> None:
     """Pro-stereotyped text attaches "she" to female-majority occupations far more often
     than anti-stereotyped text does: the skew a metric over traffic would show."""
-    need((DATA / "winobias").is_dir(), "../shared/data/winobias is not present")
-    female = set((DATA / "winobias" / "female_occupations.txt").read_text().split())
+    winobias = shared_data("winobias")
+    female = set((winobias / "female_occupations.txt").read_text().split())
 
     def share_she_for_female_jobs(name: str) -> float:
         counts: Counter[str] = Counter()
-        for line in (DATA / "winobias" / name).read_text().splitlines():
+        for line in (winobias / name).read_text().splitlines():
             text = re.sub(r"[\[\]]", "", line.split(" ", 1)[1])
             for f in detector.detect(text):
                 if (

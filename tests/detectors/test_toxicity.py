@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -54,7 +53,14 @@ def _tiny_detoxify(root: Path, biases: list[float]) -> tuple[Path, Path]:
 
     config_dir = root / "hf"
     config_dir.mkdir()
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"you are a the idiot nice day".split()]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *["you", "are", "a", "the", "idiot", "nice", "day"],
+    ]
     (config_dir / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizer(vocab_file=str(config_dir / "vocab.txt")).save_pretrained(str(config_dir))
     config = BertConfig(

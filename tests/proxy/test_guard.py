@@ -7,6 +7,7 @@ receives equals redacting the whole text at once, and never contains a planted v
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any
 
@@ -30,15 +31,34 @@ from guardline.simulator.reply import Reply
 from tests.servers import default_detectors
 
 GUARD_PII = {"response": {"pii": {"mode": "guard", "action": "redact"}}}
-WORDS = "the model answers every question with care and a short summary of what it found in our data".split()
+WORDS = [
+    "the",
+    "model",
+    "answers",
+    "every",
+    "question",
+    "with",
+    "care",
+    "and",
+    "a",
+    "short",
+    "summary",
+    "of",
+    "what",
+    "it",
+    "found",
+    "in",
+    "our",
+    "data",
+]
 
 
 def _luhn(prefix: str, rng: random.Random) -> str:
     digits = [int(c) for c in prefix] + [rng.randrange(10) for _ in range(15 - len(prefix))]
     total = 0
-    for i, d in enumerate(reversed(digits)):
-        d = d * 2 if i % 2 == 0 else d
-        total += d - 9 if d > 9 else d
+    for i, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if i % 2 == 0 else digit
+        total += doubled - 9 if doubled > 9 else doubled
     digits.append((10 - total % 10) % 10)
     s = "".join(map(str, digits))
     return " ".join(s[i : i + 4] for i in range(0, 16, 4))
@@ -86,7 +106,7 @@ def texts(draw: Any) -> tuple[str, list[str]]:
 
 def _chunks(text: str, cuts: list[int]) -> tuple[str, ...]:
     points = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-    return tuple(text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a)
+    return tuple(text[a:b] for a, b in itertools.pairwise(points) if b > a)
 
 
 def _reply(chunks: tuple[str, ...]) -> Reply:
@@ -339,11 +359,11 @@ def test_detector_error_fails_closed_unless_configured_to_pass() -> None:
     broken = FakeDetector(name="fake", error=RuntimeError("model crashed"))
     frames = _frames("openai", Endpoint.CHAT_COMPLETIONS, ("Hello there. ", "More text."))
     closed = {"response": {"fake": {"mode": "guard", "action": "block"}}}
-    data, exchange, error = run_guard(frames, _guardrails(closed, {"fake": broken}))
+    data, _, error = run_guard(frames, _guardrails(closed, {"fake": broken}))
     assert isinstance(error, GuardrailError)
     assert _text("openai", Endpoint.CHAT_COMPLETIONS, data) == ""
     open_ = {"response": {"fake": {"mode": "guard", "action": "block", "on_error": "pass"}}}
-    data, exchange, error = run_guard(frames, _guardrails(open_, {"fake": broken}))
+    data, _exchange, error = run_guard(frames, _guardrails(open_, {"fake": broken}))
     assert error is None
     assert _text("openai", Endpoint.CHAT_COMPLETIONS, data) == "Hello there. More text."
 

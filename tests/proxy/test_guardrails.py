@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from guardline.detectors.base import FakeDetector
-from guardline.exchange import Exchange, Outcome
+from guardline.exchange import Exchange
 from guardline.simulator import Simulator
 from tests.conftest import anthropic_client, eventually, openai_client
 from tests.servers import Running, context_of, default_detectors, proxy, proxy_settings
@@ -150,7 +150,8 @@ def test_toxic_reply_is_blocked_before_any_of_it_is_sent(
     body = got.value.body if isinstance(got.value.body, dict) else {}
     error = body.get("error", body) if isinstance(body.get("error", body), dict) else body
     assert error.get("code") == "guardrail_blocked" or body.get("code") == "guardrail_blocked"
-    assert b"idiot" not in b"".join(seen) and b"worthless" not in b"".join(seen)
+    assert b"idiot" not in b"".join(seen)
+    assert b"worthless" not in b"".join(seen)
 
 
 def test_monitor_mode_passes_bytes_unchanged_and_records_findings(
@@ -252,7 +253,8 @@ def test_request_side_redaction_reaches_the_simulator_redacted(
             ],
         )
     received = json.dumps([r.body for r in sim.app.recorder.records])
-    assert "dana.whitfield" not in received and "555-0137" not in received
+    assert "dana.whitfield" not in received
+    assert "555-0137" not in received
     assert received.count("<EMAIL_ADDRESS>") >= 10
     assert "iVBORw0KGgo=" in received  # images are not text: untouched
 

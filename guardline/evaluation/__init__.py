@@ -1,0 +1,1 @@
+"""Evaluation: detector quality on labeled data (and, later, re-evaluation jobs)."""
