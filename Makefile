@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format bench bench-quick clean
+.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: $(STAMP)  ## overhead benchmark: direct vs through Guardline (~5 min)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py --quick
+
+bench-detectors: $(STAMP)  ## detector throughput, stream-guard cost, guard-mode time to first token
+	$(BIN)/python benchmarks/detectors.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

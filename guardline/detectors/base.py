@@ -39,7 +39,10 @@ class Detector(Protocol):
     backend: str
     """What is actually running (shown in the startup log and /healthz)."""
 
-    def detect(self, text: str) -> list[Finding]: ...
+    def detect(self, text: str, start: int = 0) -> list[Finding]:
+        """Findings in ``text[start:]``; ``text[:start]`` is context only (it was scanned
+        before, as part of an earlier window)."""
+        ...
 
 
 @dataclass
@@ -58,12 +61,17 @@ class FakeDetector:
     backend: str = "fake"
     error: Exception | None = None
     calls: list[str] = field(default_factory=list)
+    """What it was asked to scan (without the context before ``start``)."""
+    seen: list[str] = field(default_factory=list)
+    """Every text it was given, context included."""
 
-    def detect(self, text: str) -> list[Finding]:
-        self.calls.append(text)
+    def detect(self, text: str, start: int = 0) -> list[Finding]:
+        self.calls.append(text[start:])
+        self.seen.append(text)
         if self.error is not None:
             raise self.error
         return [
             Finding(self.name, self.category, self.score, m.start(), m.end())
             for m in re.finditer(self.pattern, text)
+            if m.start() >= start
         ]

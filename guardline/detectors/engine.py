@@ -90,7 +90,8 @@ class Scanner:
         stop = len(text) if end is None else end
         begin = max(0, start - detector.context_chars)
         try:
-            found = detector.detect(text[begin:stop] if begin or stop < len(text) else text)
+            window = text[begin:stop] if begin or stop < len(text) else text
+            found = detector.detect(window, start - begin)
         except Exception as exc:
             log.warning("detector %s failed: %s", detector.name, type(exc).__name__)
             return Scan(errors={detector.name: type(exc).__name__})

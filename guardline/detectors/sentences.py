@@ -74,11 +74,11 @@ def last_boundary(text: str, start: int = 0) -> int | None:
     return last
 
 
-def split(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every sentence, the last one possibly unfinished."""
+def split(text: str, start: int = 0) -> list[tuple[int, int]]:
+    """(start, end) of every sentence from ``start``, the last one possibly unfinished."""
     spans = []
-    begin = 0
-    for end in boundaries(text):
+    begin = start
+    for end in boundaries(text, start):
         spans.append((begin, end))
         begin = end
     if begin < len(text):

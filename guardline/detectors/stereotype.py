@@ -56,21 +56,23 @@ class StereotypeDetector:
             (kind, re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE), needs_context)
             for kind, pattern, needs_context in lexicon.EXCLUSIONARY
         ]
+        every_phrase = "|".join(pattern for _, pattern, _ in lexicon.EXCLUSIONARY)
+        self._any_phrase = re.compile(rf"\b(?:{every_phrase})\b", re.IGNORECASE)
         self._job = re.compile(rf"\b(?:{lexicon.JOB_CONTEXT})\b", re.IGNORECASE)
 
-    def detect(self, text: str) -> list[Finding]:
+    def detect(self, text: str, start: int = 0) -> list[Finding]:
         findings: list[Finding] = []
-        for start, stop in split(text):
-            sentence = text[start:stop]
+        for begin, stop in split(text, start):
+            sentence = text[begin:stop]
             if not sentence.strip():
                 continue
-            end = start + len(sentence.rstrip())  # the sentence, not its trailing space
+            end = begin + len(sentence.rstrip())  # the sentence, not its trailing space
             if self.settings.generalizations:
-                findings += self._generalization(sentence, start, end)
+                findings += self._generalization(sentence, begin, end)
             if self.settings.gendered_occupations:
-                findings += self._gendered(sentence, start)
+                findings += self._gendered(sentence, begin)
             if self.settings.exclusionary_wording:
-                findings += self._wording(sentence, start)
+                findings += self._wording(sentence, begin)
         return findings
 
     def _generalization(self, sentence: str, start: int, end: int) -> list[Finding]:
@@ -104,6 +106,8 @@ class StereotypeDetector:
         ]
 
     def _gendered(self, sentence: str, start: int) -> list[Finding]:
+        if not self._pronoun.search(sentence):
+            return []
         occupations = [(m.start(), m.group(1).lower()) for m in self._occupation.finditer(sentence)]
         if not occupations:
             return []
@@ -131,6 +135,8 @@ class StereotypeDetector:
         return findings
 
     def _wording(self, sentence: str, start: int) -> list[Finding]:
+        if not self._any_phrase.search(sentence):
+            return []
         job = None
         findings = []
         for kind, pattern, needs_context in self._exclusionary:

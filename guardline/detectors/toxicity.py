@@ -46,18 +46,18 @@ class ToxicityDetector:
         self.cost: Cost = self._backend.cost
         self.backend = self._backend.name
 
-    def detect(self, text: str) -> list[Finding]:
-        spans = [(s, e) for s, e in split(text) if text[s:e].strip()]
+    def detect(self, text: str, start: int = 0) -> list[Finding]:
+        spans = [(s, e) for s, e in split(text, start) if text[s:e].strip()]
         if not spans:
             return []
         scores = self._backend.score([text[s:e] for s, e in spans])
         findings = []
-        for (start, stop), labels in zip(spans, scores, strict=True):
-            end = start + len(text[start:stop].rstrip())  # the sentence, not its trailing space
+        for (begin, stop), labels in zip(spans, scores, strict=True):
+            end = begin + len(text[begin:stop].rstrip())  # the sentence, not its trailing space
             for label, score in labels.items():
                 threshold = self._thresholds.get(label)
                 if threshold is not None and score >= threshold:
-                    findings.append(Finding(self.name, label, score, start, end))
+                    findings.append(Finding(self.name, label, score, begin, end))
         return findings
 
 

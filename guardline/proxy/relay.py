@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from guardline.errors import (
     GuardlineError,
@@ -14,7 +14,7 @@ from guardline.errors import (
 from guardline.exchange import Endpoint, Exchange, Outcome
 from guardline.proxy.adapters import Adapter, StreamState
 from guardline.proxy.guard import StreamGuard
-from guardline.proxy.sse import SSEDecoder
+from guardline.proxy.sse import SSEDecoder, SSEEvent
 from guardline.proxy.transport import Header, UpstreamResponse
 
 # After the final event the client is answered; the rest of the upstream body (usually
@@ -99,11 +99,14 @@ class _Relay:
             events = decoder.feed(chunk)
             if not events:
                 continue
+            if guard is None or not guard.holding:
+                await self._forward(events, guard)
+                continue
             ready: list[bytes] = []
             try:
                 for event in events:
                     self.adapter.inspect_event(self.endpoint, event, state)
-                    ready.append(await guard.feed(event, state.last) if guard else event.raw)
+                    ready.append(await guard.feed(event, state.last))
                     if state.terminal:
                         break
             finally:
@@ -111,6 +114,23 @@ class _Relay:
                 data = b"".join(ready)
                 if data:
                     await self.down.body(data)
+
+    async def _forward(self, events: list[SSEEvent], guard: StreamGuard | None) -> None:
+        """Nothing held: the events go out first; monitor-mode scanning looks after."""
+        state = self.state
+        seen: list[tuple[SSEEvent, dict[str, Any] | None]] = []
+        try:
+            for event in events:
+                self.adapter.inspect_event(self.endpoint, event, state)
+                seen.append((event, state.last))
+                if state.terminal:
+                    break
+        finally:
+            if seen:
+                await self.down.body(b"".join(event.raw for event, _ in seen))
+        if guard is not None:
+            for event, data in seen:
+                await guard.feed(event, data)
 
     async def _end_with_error(self, err: GuardlineError) -> None:
         exchange = self.exchange

@@ -93,9 +93,9 @@ def test_heavy_detectors_run_off_the_event_loop_thread() -> None:
     threads: list[str] = []
 
     class Heavy(FakeDetector):
-        def detect(self, text: str) -> list[Finding]:
+        def detect(self, text: str, start: int = 0) -> list[Finding]:
             threads.append(threading.current_thread().name)
-            return super().detect(text)
+            return super().detect(text, start)
 
     scanner = Scanner(
         {"fast": FakeDetector(name="fast"), "heavy": Heavy(name="heavy", cost="heavy")}
@@ -116,7 +116,8 @@ def test_windows_see_left_context_but_keep_only_their_own_findings() -> None:
     text = "FLAG1 abc FLAG2 def"
     scan = asyncio.run(scanner.scan(text, ["ctx"], "request", start=6, end=len(text)))
     assert [(text[f.start : f.end], f.direction) for f in scan.findings] == [("FLAG2", "request")]
-    assert detector.calls == [text]  # it saw the context before the window
+    assert detector.seen == [text]  # it saw the context before the window...
+    assert detector.calls == ["abc FLAG2 def"]  # ...and was asked about the window only
 
 
 def test_detector_errors_are_reported_not_raised() -> None:
