@@ -340,7 +340,7 @@ COPULAS = alt(
     "look",
     "get",
 )
-SINGULAR_GROUP = alt(
+_GROUP_ADJECTIVES = (
     "black",
     "white",
     "asian",
@@ -362,17 +362,14 @@ SINGULAR_GROUP = alt(
     "old",
     "elderly",
     "immigrant",
-    "foreign",
     "disabled",
     "blind",
     "deaf",
     "autistic",
     "poor",
-    "rich",
     "fat",
-    "homeless",
-    "single",
 )
+SINGULAR_GROUP = alt(*_GROUP_ADJECTIVES, "foreign", "rich", "homeless", "single")
 SINGULAR_NOUN = alt(
     "man",
     "woman",
@@ -409,6 +406,7 @@ GENERIC_MODALS = alt(
 )
 # "because she's a woman": attributing behaviour to membership.
 ATTRIBUTED = alt(
+    *_GROUP_ADJECTIVES,
     "woman",
     "man",
     "girl",
@@ -417,35 +415,8 @@ ATTRIBUTED = alt(
     "male",
     "mother",
     "wife",
-    "black",
-    "white",
-    "asian",
-    "hispanic",
-    "latino",
-    "latina",
-    "mexican",
-    "chinese",
-    "indian",
-    "arab",
-    "african",
-    "muslim",
     "jew",
-    "jewish",
-    "christian",
-    "hindu",
-    "gay",
-    "lesbian",
-    "trans",
-    "old",
-    "elderly",
-    "immigrant",
     "foreigner",
-    "disabled",
-    "blind",
-    "deaf",
-    "autistic",
-    "poor",
-    "fat",
     "redneck",
 )
 INTENSIFIERS = alt(

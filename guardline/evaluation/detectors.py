@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from guardline.detectors.base import Detector
+from guardline.detectors.base import Detector, Finding
 from guardline.detectors.registry import build_detectors
 from guardline.evaluation.datasets import read_labels, read_spans
 from guardline.settings import Settings
@@ -82,15 +82,24 @@ def _only(kind: Kind, settings: Settings) -> Detector:
     return build_detectors(detectors)[kind]
 
 
+def _detect_all(
+    detector: Detector, texts: list[str]
+) -> tuple[list[list[Finding]], tuple[int, int, float]]:
+    """Findings per text, and (texts, bytes, seconds spent in the detector)."""
+    found = []
+    elapsed = 0.0
+    for text in texts:
+        started = time.perf_counter()
+        found.append(detector.detect(text))
+        elapsed += time.perf_counter() - started
+    return found, (len(texts), sum(len(t.encode()) for t in texts), elapsed)
+
+
 def _spans(detector: Detector, dataset: Path) -> dict[str, Any]:
     examples = read_spans(dataset)
     counts: dict[str, Counts] = defaultdict(Counts)
-    size = sum(len(e.text.encode()) for e in examples)
-    elapsed = 0.0
-    for example in examples:
-        started = time.perf_counter()
-        found = detector.detect(example.text)
-        elapsed += time.perf_counter() - started
+    results, work = _detect_all(detector, [e.text for e in examples])
+    for example, found in zip(examples, results, strict=True):
         predicted = [(f.start, f.end, f.category) for f in found]
         used: set[int] = set()
         for g_start, g_end, g_type in example.spans:
@@ -112,7 +121,7 @@ def _spans(detector: Detector, dataset: Path) -> dict[str, Any]:
         for i, (_, _, p_type) in enumerate(predicted):
             if i not in used:
                 counts[p_type].fp += 1
-    return _report("pii", dataset, (len(examples), size, elapsed), counts)
+    return _report("pii", dataset, work, counts)
 
 
 def _overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
@@ -126,12 +135,8 @@ def _labels(kind: Kind, detector: Detector, dataset: Path) -> dict[str, Any]:
     counts: dict[str, Counts] = {kind: Counts(per_text=True)}
     groups: dict[str, Counter[str]] = defaultdict(Counter)
     parts: Counter[str] = Counter()
-    size = sum(len(e.text.encode()) for e in examples)
-    elapsed = 0.0
-    for example in examples:
-        started = time.perf_counter()
-        found = detector.detect(example.text)
-        elapsed += time.perf_counter() - started
+    results, work = _detect_all(detector, [e.text for e in examples])
+    for example, found in zip(examples, results, strict=True):
         categories = {f.category for f in found}
         parts.update(categories)
         flagged = bool(categories & flagging) if flagging else bool(categories)
@@ -147,7 +152,7 @@ def _labels(kind: Kind, detector: Detector, dataset: Path) -> dict[str, Any]:
         if example.group:
             groups[example.group]["texts"] += 1
             groups[example.group]["flagged"] += flagged
-    report = _report(kind, dataset, (len(examples), size, elapsed), counts)
+    report = _report(kind, dataset, work, counts)
     report["parts"] = dict(sorted(parts.items()))
     report["groups"] = {
         name: {

@@ -102,18 +102,13 @@ class _Relay:
             if guard is None or not guard.holding:
                 await self._forward(events, guard)
                 continue
-            ready: list[bytes] = []
-            try:
-                for event in events:
-                    self.adapter.inspect_event(self.endpoint, event, state)
-                    ready.append(await guard.feed(event, state.last))
-                    if state.terminal:
-                        break
-            finally:
-                # What was cleared goes out even when a later event in the chunk fails.
-                data = b"".join(ready)
-                if data:
-                    await self.down.body(data)
+            for event in events:
+                self.adapter.inspect_event(self.endpoint, event, state)
+                cleared = await guard.feed(event, state.last)
+                if cleared:  # out as soon as cleared, even mid-chunk
+                    await self.down.body(cleared)
+                if state.terminal:
+                    break
 
     async def _forward(self, events: list[SSEEvent], guard: StreamGuard | None) -> None:
         """Nothing held: the events go out first; monitor-mode scanning looks after."""

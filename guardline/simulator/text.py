@@ -9,7 +9,7 @@ from typing import Any
 
 _PIECE = re.compile(r"\s*(?:\w+|[^\w\s])|\s+$")
 
-_WORDS = [
+WORDS = [
     "the",
     "model",
     "answers",
@@ -100,7 +100,7 @@ def generate(prompt: str, *, seed: int, model: str, tokens: int | None = None) -
     sentence: list[str] = []
     count = 0
     while count < target:
-        word = rng.choice(_WORDS)
+        word = rng.choice(WORDS)
         sentence.append(word)
         count += 1
         if len(sentence) >= rng.randint(6, 14) or count >= target:

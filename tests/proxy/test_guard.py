@@ -28,29 +28,10 @@ from guardline.settings import load_settings
 from guardline.simulator import anthropic as sim_anthropic
 from guardline.simulator import openai as sim_openai
 from guardline.simulator.reply import Reply
+from guardline.simulator.text import WORDS
 from tests.servers import default_detectors
 
 GUARD_PII = {"response": {"pii": {"mode": "guard", "action": "redact"}}}
-WORDS = [
-    "the",
-    "model",
-    "answers",
-    "every",
-    "question",
-    "with",
-    "care",
-    "and",
-    "a",
-    "short",
-    "summary",
-    "of",
-    "what",
-    "it",
-    "found",
-    "in",
-    "our",
-    "data",
-]
 
 
 def _luhn(prefix: str, rng: random.Random) -> str:
