@@ -240,4 +240,9 @@ Or with curl:
 The simulator answers deterministically. Put [sim:pii], [sim:toxic] or [sim:stereotype] in a
 prompt (or send x-sim-scenario) for scripted content; x-sim-fault: 429|500|slow|hang|
 disconnect|malformed|truncate injects faults. Health: {url}/healthz. Ctrl+C stops.
+
+Guardrails monitor by default (traffic unchanged, findings recorded). To see guard mode:
+  GUARDLINE_POLICY__RESPONSE__PII__MODE=guard \
+  GUARDLINE_POLICY__RESPONSE__TOXICITY__MODE=guard \
+  GUARDLINE_POLICY__RESPONSE__TOXICITY__ACTION=block make demo
 """

@@ -397,15 +397,20 @@ def with_upstream(settings: Settings, base_url: str) -> Settings:
         raise ConfigError(
             "--upstream: " + str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         ) from None
-    data = settings.model_dump()
-    for upstream in data["upstreams"].values():
-        upstream["base_url"] = base_url
-    data["access_keys"] = [
-        {"key": k.key.get_secret_value(), "app": k.app}
-        if isinstance(k, AccessKeySettings)
-        else k.get_secret_value()
-        for k in settings.access_keys
-    ]
+    # Only what was set: rules merge field-wise over built-in defaults, so a rule that
+    # names only its mode must not come back with every other field "set" to a default.
+    data = settings.model_dump(exclude_unset=True)
+    data["upstreams"] = {
+        name: {**u.model_dump(exclude_unset=True), "provider": u.provider, "base_url": base_url}
+        for name, u in settings.upstreams.items()
+    }
+    if "access_keys" in data:
+        data["access_keys"] = [
+            {"key": k.key.get_secret_value(), "app": k.app}
+            if isinstance(k, AccessKeySettings)
+            else k.get_secret_value()
+            for k in settings.access_keys
+        ]
     return Settings(**data)
 
 

@@ -47,8 +47,8 @@ def _wait_ok(url: str, proc: subprocess.Popen[str], timeout: float = 15) -> None
 
 
 @contextmanager
-def _process(*args: str) -> Iterator[subprocess.Popen[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDLINE_")}
+def _process(*args: str, **settings: str) -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDLINE_")} | settings
     proc = subprocess.Popen(
         [GUARDLINE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -146,6 +146,33 @@ def test_demo_prints_base_url_and_a_working_snippet() -> None:
                 messages=[{"role": "user", "content": "Hello [sim:pii]"}],
             )
         assert "dana.whitfield@example.com" in (reply.choices[0].message.content or "")
+
+
+def test_demo_in_guard_mode_from_the_environment() -> None:
+    """Guard mode switched on with one environment variable, end to end in the demo."""
+    port = _free_port()
+    settings = {"GUARDLINE_POLICY__RESPONSE__PII__MODE": "guard"}
+    with _process(
+        "demo", "--port", str(port), "--ttft-ms", "0", "--token-delay-ms", "0", **settings
+    ) as demo:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ok(base + "/readyz", demo)
+        with openai_client(base) as client:
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Hello [sim:pii]"}],
+                stream=True,
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    for value in (
+        "dana.whitfield@example.com",
+        "555-0137",
+        "4111 1111 1111 1111",
+        "536-22-8571",
+        "203.0.113.42",
+    ):
+        assert value not in text
+    assert "<EMAIL_ADDRESS>" in text
 
 
 def test_port_in_use_is_one_line() -> None:

@@ -129,3 +129,18 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_upstream_shortcut_keeps_partial_rules_partial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule naming only its mode keeps the detector's default action (pii: redact),
+    also after --upstream rebuilds the settings."""
+    from guardline.detectors.policy import PolicyBook
+
+    monkeypatch.setenv("GUARDLINE_POLICY__RESPONSE__PII__MODE", "guard")
+    for settings in (load_settings(), with_upstream(load_settings(), "http://127.0.0.1:9000")):
+        rule = (
+            PolicyBook(settings.policy, ["pii"])
+            .resolve("openai", "/v1/x", None, None)
+            .response["pii"]
+        )
+        assert (rule.mode, rule.action) == ("guard", "redact")

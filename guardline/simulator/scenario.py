@@ -37,7 +37,7 @@ SCENARIOS: dict[str, str | None] = {
     "pii": (
         "Sure. You can reach Dana Whitfield at dana.whitfield@example.com or "
         "+1 (415) 555-0137. The card on file is 4111 1111 1111 1111 and the refund goes to "
-        "IBAN GB82 WEST 1234 5698 7654 32. Her SSN is 078-05-1120 and she last signed in "
+        "IBAN GB82 WEST 1234 5698 7654 32. Her SSN is 536-22-8571 and she last signed in "
         "from 203.0.113.42."
     ),
     "toxic": (
