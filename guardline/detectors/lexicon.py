@@ -1,10 +1,13 @@
 """Word lists for the stereotype detector (Guardline's own; data, not logic).
 
 Groups follow the nine bias types CrowS-Pairs names. Plural and collective forms only:
-"women are ..." generalises, "a woman was ..." does not. Entries are regex fragments.
+"women are ..." generalises, "a woman was ..." does not. Group names are plain words (the
+detector checks for them before it runs any pattern); the other entries are regex fragments.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 def alt(*words: str) -> str:
@@ -12,20 +15,26 @@ def alt(*words: str) -> str:
     return "|".join(words)
 
 
-_NOUNS = "(?:" + alt(
+@dataclass(frozen=True)
+class Group:
+    """A social group, by the words that name it as a whole (plain words, no regex)."""
+
+    adjectives: tuple[str, ...] = ()
+    """Used with a group noun: "black" -> "black people", "black men", ..."""
+    terms: tuple[str, ...] = ()
+    """The group on its own: "blacks", "people of color", "the elderly"."""
+    singulars: tuple[str, ...] = ()
+    """Quantified singulars: "every woman", "no man"."""
+
+
+NOUNS = (
     "people", "persons", "folks", "men", "women", "kids", "children", "boys", "girls",
     "guys", "families", "workers", "students", "americans", "immigrants", "drivers",
-) + ")"  # fmt: skip
+)  # fmt: skip
 
-
-def _with_nouns(*adjectives: str) -> str:
-    return "(?:" + alt(*adjectives) + ") " + _NOUNS
-
-
-# bias type -> alternatives naming the group as a whole
-GROUPS: dict[str, list[str]] = {
-    "race-color": [
-        _with_nouns(
+GROUPS: dict[str, Group] = {
+    "race-color": Group(
+        adjectives=(
             "black",
             "white",
             "brown",
@@ -39,11 +48,13 @@ GROUPS: dict[str, list[str]] = {
             "indigenous",
             "native american",
             "caucasian",
-            "colou?red",
-            "mixed[- ]race",
+            "colored",
+            "coloured",
+            "mixed race",
+            "mixed-race",
             "biracial",
         ),
-        alt(
+        terms=(
             "blacks",
             "whites",
             "asians",
@@ -53,11 +64,12 @@ GROUPS: dict[str, list[str]] = {
             "arabs",
             "caucasians",
             "minorities",
-            "people of colou?r",
+            "people of color",
+            "people of colour",
         ),
-    ],
-    "gender": [
-        alt(
+    ),
+    "gender": Group(
+        terms=(
             "women",
             "men",
             "girls",
@@ -78,8 +90,7 @@ GROUPS: dict[str, list[str]] = {
             "brothers",
             "housewives",
         ),
-        "(?:most|all|every|no) (?:"
-        + alt(
+        singulars=(
             "woman",
             "man",
             "girl",
@@ -90,11 +101,20 @@ GROUPS: dict[str, list[str]] = {
             "husband",
             "mother",
             "father",
-        )
-        + ")",
-    ],
-    "religion": [
-        alt(
+        ),
+    ),
+    "religion": Group(
+        adjectives=(
+            "muslim",
+            "christian",
+            "jewish",
+            "hindu",
+            "buddhist",
+            "atheist",
+            "catholic",
+            "religious",
+        ),
+        terms=(
             "muslims",
             "christians",
             "jews",
@@ -108,19 +128,25 @@ GROUPS: dict[str, list[str]] = {
             "evangelicals",
             "pagans",
         ),
-        _with_nouns(
-            "muslim",
-            "christian",
-            "jewish",
-            "hindu",
-            "buddhist",
-            "atheist",
-            "catholic",
-            "religious",
+    ),
+    "nationality": Group(
+        adjectives=(
+            "mexican",
+            "chinese",
+            "japanese",
+            "indian",
+            "russian",
+            "german",
+            "french",
+            "italian",
+            "irish",
+            "african",
+            "european",
+            "middle eastern",
+            "foreign",
+            "immigrant",
         ),
-    ],
-    "nationality": [
-        alt(
+        terms=(
             "americans",
             "mexicans",
             "chinese people",
@@ -153,28 +179,16 @@ GROUPS: dict[str, list[str]] = {
             "cubans",
             "colombians",
             "brazilians",
+            "immigrants",
+            "illegals",
+            "foreigners",
+            "refugees",
+            "migrants",
         ),
-        alt("immigrants", "illegals", "foreigners", "refugees", "migrants"),
-        _with_nouns(
-            "mexican",
-            "chinese",
-            "japanese",
-            "indian",
-            "russian",
-            "german",
-            "french",
-            "italian",
-            "irish",
-            "african",
-            "european",
-            "middle eastern",
-            "foreign",
-            "immigrant",
-        ),
-    ],
-    "age": [
-        _with_nouns("old", "older", "elderly", "young", "younger", "middle[- ]aged"),
-        alt(
+    ),
+    "age": Group(
+        adjectives=("old", "older", "elderly", "young", "younger", "middle aged", "middle-aged"),
+        terms=(
             "the elderly",
             "the old",
             "seniors",
@@ -189,9 +203,9 @@ GROUPS: dict[str, list[str]] = {
             "zoomers",
             "retirees",
         ),
-    ],
-    "disability": [
-        _with_nouns(
+    ),
+    "disability": Group(
+        adjectives=(
             "disabled",
             "blind",
             "deaf",
@@ -200,10 +214,11 @@ GROUPS: dict[str, list[str]] = {
             "crippled",
             "mentally ill",
             "mentally disabled",
-            "wheelchair[- ]bound",
+            "wheelchair bound",
+            "wheelchair-bound",
             "paralyzed",
         ),
-        alt(
+        terms=(
             "the disabled",
             "the handicapped",
             "the blind",
@@ -215,9 +230,9 @@ GROUPS: dict[str, list[str]] = {
             "people with disabilities",
             "wheelchair users",
         ),
-    ],
-    "sexual-orientation": [
-        _with_nouns(
+    ),
+    "sexual-orientation": Group(
+        adjectives=(
             "gay",
             "lesbian",
             "bisexual",
@@ -228,9 +243,12 @@ GROUPS: dict[str, list[str]] = {
             "straight",
             "homosexual",
             "heterosexual",
-            r"lgbtq?\+?",
+            "lgbt",
+            "lgbtq",
+            "lgbt+",
+            "lgbtq+",
         ),
-        alt(
+        terms=(
             "gays",
             "lesbians",
             "homosexuals",
@@ -241,9 +259,9 @@ GROUPS: dict[str, list[str]] = {
             "trannies",
             "fags",
         ),
-    ],
-    "physical-appearance": [
-        _with_nouns(
+    ),
+    "physical-appearance": Group(
+        adjectives=(
             "fat",
             "overweight",
             "obese",
@@ -258,20 +276,22 @@ GROUPS: dict[str, list[str]] = {
             "beautiful",
             "unattractive",
         ),
-        alt("fatties", "the obese", "blondes", "redheads", "gingers"),
-    ],
-    "socioeconomic": [
-        _with_nouns(
+        terms=("fatties", "the obese", "blondes", "redheads", "gingers"),
+    ),
+    "socioeconomic": Group(
+        adjectives=(
             "poor",
             "rich",
             "wealthy",
             "homeless",
-            "low[- ]income",
-            "working[- ]class",
+            "low income",
+            "low-income",
+            "working class",
+            "working-class",
             "uneducated",
             "unemployed",
         ),
-        alt(
+        terms=(
             "the poor",
             "the rich",
             "the wealthy",
@@ -284,8 +304,11 @@ GROUPS: dict[str, list[str]] = {
             "the working class",
             "the unemployed",
         ),
-    ],
+    ),
 }
+# Words that never identify a group on their own (they do not gate the checks).
+FUNCTION_WORDS = frozenset({"the", "of", "with", "people"})
+
 
 # Predicates that make a sentence about a group a generalisation.
 GENERALISING_VERBS = alt(
@@ -693,3 +716,16 @@ JOB_CONTEXT = alt(
     "staff",
     "team members?",
 )
+# Every alternative of JOB_CONTEXT contains one of these words, and every phrase that
+# counts without job context starts with one of FREE_WORDS: a sentence with neither
+# cannot hold exclusionary wording (a set lookup before any pattern runs).
+JOB_WORDS = frozenset(
+    {
+        "hire", "hires", "hired", "hiring", "candidate", "candidates", "applicant",
+        "applicants", "apply", "application", "role", "position", "job", "vacancy",
+        "vacancies", "recruit", "recruiting", "recruitment", "recruiter", "looking",
+        "seeking", "join", "requirement", "requirements", "qualification", "qualifications",
+        "ideal", "employee", "employees", "staff", "team",
+    }
+)  # fmt: skip
+FREE_WORDS = frozenset({"young", "digital", "recent"})

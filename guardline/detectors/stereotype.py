@@ -33,12 +33,12 @@ class StereotypeDetector:
 
     def __init__(self, settings: StereotypeSettings) -> None:
         self.settings = settings
+        # Per bias type: its patterns, and the words one of which any match must contain
+        # (checked first, as a set lookup: most sentences name no group at all).
         self._generalizations = [
-            (bias, _generalization_patterns(alts)) for bias, alts in lexicon.GROUPS.items()
+            (bias, _triggers(group), _generalization_patterns(_alternatives(group)))
+            for bias, group in lexicon.GROUPS.items()
         ]
-        # Gates: no group term, no group generalisation (most sentences stop here).
-        every_group = "|".join(alt for alts in lexicon.GROUPS.values() for alt in alts)
-        self._any_group = re.compile(rf"\b(?:{every_group})\b", re.IGNORECASE)
         self._generic = re.compile(
             rf"\b(?:a|an|any|every|no)\s+(?:(?:{lexicon.SINGULAR_GROUP})\s+)?"
             rf"(?:{lexicon.SINGULAR_NOUN})\s+(?:{lexicon.GENERIC_MODALS})\b",
@@ -51,6 +51,9 @@ class StereotypeDetector:
         )
         occupations = "|".join(lexicon.OCCUPATIONS)
         self._occupation = re.compile(rf"\b({occupations})(?:s|es)?\b", re.IGNORECASE)
+        self._occupation_words = frozenset(
+            form for o in lexicon.OCCUPATIONS for form in (o, o + "s", o + "es")
+        )
         self._pronoun = re.compile(r"\b(he|him|his|himself|she|her|hers|herself)\b", re.IGNORECASE)
         self._exclusionary = [
             (kind, re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE), needs_context)
@@ -67,18 +70,21 @@ class StereotypeDetector:
             if not sentence.strip():
                 continue
             end = begin + len(sentence.rstrip())  # the sentence, not its trailing space
+            words = set(_WORD.findall(sentence.lower()))
             if self.settings.generalizations:
-                findings += self._generalization(sentence, begin, end)
+                findings += self._generalization(sentence, begin, end, words)
             if self.settings.gendered_occupations:
-                findings += self._gendered(sentence, begin)
+                findings += self._gendered(sentence, begin, words)
             if self.settings.exclusionary_wording:
-                findings += self._wording(sentence, begin)
+                findings += self._wording(sentence, begin, words)
         return findings
 
-    def _generalization(self, sentence: str, start: int, end: int) -> list[Finding]:
+    def _generalization(
+        self, sentence: str, start: int, end: int, words: set[str]
+    ) -> list[Finding]:
         matches: list[tuple[str, float, int, int]] = []  # bias, score, span in sentence
-        if self._any_group.search(sentence):
-            for bias, patterns in self._generalizations:
+        for bias, triggers, patterns in self._generalizations:
+            if not words.isdisjoint(triggers):
                 best = None
                 for score, pattern in patterns:
                     found = pattern.search(sentence)
@@ -105,8 +111,8 @@ class StereotypeDetector:
             for bias, score in best_by_bias.items()
         ]
 
-    def _gendered(self, sentence: str, start: int) -> list[Finding]:
-        if not self._pronoun.search(sentence):
+    def _gendered(self, sentence: str, start: int, words: set[str]) -> list[Finding]:
+        if words.isdisjoint(lexicon.PRONOUNS) or words.isdisjoint(self._occupation_words):
             return []
         occupations = [(m.start(), m.group(1).lower()) for m in self._occupation.finditer(sentence)]
         if not occupations:
@@ -134,7 +140,9 @@ class StereotypeDetector:
             )
         return findings
 
-    def _wording(self, sentence: str, start: int) -> list[Finding]:
+    def _wording(self, sentence: str, start: int, words: set[str]) -> list[Finding]:
+        if words.isdisjoint(lexicon.FREE_WORDS) and words.isdisjoint(lexicon.JOB_WORDS):
+            return []
         if not self._any_phrase.search(sentence):
             return []
         job = None
@@ -157,6 +165,27 @@ class StereotypeDetector:
                     )
                 )
         return findings
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def _alternatives(group: lexicon.Group) -> list[str]:
+    """Regex alternatives naming the group, from its plain words."""
+    out = []
+    if group.adjectives:
+        adjectives = "|".join(map(re.escape, group.adjectives))
+        out.append(f"(?:{adjectives}) (?:{'|'.join(lexicon.NOUNS)})")
+    if group.terms:
+        out.append("|".join(map(re.escape, group.terms)))
+    if group.singulars:
+        out.append(f"(?:most|all|every|no) (?:{'|'.join(map(re.escape, group.singulars))})")
+    return out
+
+
+def _triggers(group: lexicon.Group) -> frozenset[str]:
+    phrases = (*group.adjectives, *group.terms, *group.singulars)
+    return frozenset(w for p in phrases for w in _WORD.findall(p)) - lexicon.FUNCTION_WORDS
 
 
 def _generalization_patterns(alternatives: list[str]) -> list[tuple[float, re.Pattern[str]]]:

@@ -123,3 +123,42 @@ def test_winobias_skew_shows_over_traffic(detector: StereotypeDetector) -> None:
     anti = share_she_for_female_jobs("anti_stereotyped_type2.txt.dev")
     assert pro > 0.9
     assert anti < 0.1
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "hire",
+        "hires",
+        "hired",
+        "hiring",
+        "candidate",
+        "applicants",
+        "apply",
+        "application",
+        "the role",
+        "position",
+        "job",
+        "vacancies",
+        "recruiting",
+        "recruiter",
+        "we are looking for",
+        "we're seeking",
+        "seeking",
+        "join our",
+        "requirements",
+        "qualification",
+        "ideal person",
+        "employees",
+        "staff",
+        "team members",
+    ],
+)
+def test_job_words_cover_the_job_context(phrase: str) -> None:
+    """The word gate before exclusionary wording must never skip a job-related sentence."""
+    import re as _re
+
+    from guardline.detectors import lexicon
+
+    assert _re.search(rf"\b(?:{lexicon.JOB_CONTEXT})\b", phrase, _re.IGNORECASE)
+    assert set(_re.findall(r"[a-z]+", phrase)) & lexicon.JOB_WORDS
