@@ -34,12 +34,22 @@ class Rule:
 class Policy:
     request: Mapping[str, Rule]
     response: Mapping[str, Rule]
+    _names: dict[tuple[str, str], tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Asked for on every call and stream window; a resolved policy never changes.
+        names = {
+            (direction, mode): tuple(n for n, r in rules.items() if r.mode == mode)
+            for direction, rules in (("request", self.request), ("response", self.response))
+            for mode in ("monitor", "guard")
+        }
+        object.__setattr__(self, "_names", names)
 
     def rules(self, direction: Direction) -> Mapping[str, Rule]:
         return self.request if direction == "request" else self.response
 
     def names(self, direction: Direction, mode: Mode) -> tuple[str, ...]:
-        return tuple(n for n, r in self.rules(direction).items() if r.mode == mode)
+        return self._names[direction, mode]
 
 
 @dataclass(slots=True)

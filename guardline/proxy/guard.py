@@ -44,6 +44,13 @@ class _Channel:
     replacements: list[tuple[int, int, str]] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
+    def boundary_after(self, floor: int) -> int | None:
+        """The last sentence boundary past ``floor`` in text not searched before (plus the
+        few characters a boundary needs to be recognised), so each search is linear."""
+        start = max(floor, self.searched - _LOOKBACK)
+        self.searched = len(self.text)
+        return last_boundary(self.text, start)
+
 
 @dataclass(slots=True)
 class _Segment:
@@ -154,9 +161,7 @@ class StreamGuard:
         text = channel.text
         if channel.closed:
             return len(text), len(text)
-        start = max(channel.cleared, channel.searched - _LOOKBACK)
-        channel.searched = len(text)
-        end = last_boundary(text, start)
+        end = channel.boundary_after(channel.cleared)
         if end is not None and end > channel.cleared:
             return end, end
         if len(text) - channel.cleared > self._max_hold:
@@ -248,9 +253,7 @@ class StreamGuard:
         for key, ref in texts:
             self._channels.setdefault(key, _Channel()).text += ref.get()
         for channel in self._channels.values():
-            start = max(channel.watched, channel.searched - _LOOKBACK)
-            channel.searched = len(channel.text)
-            end = last_boundary(channel.text, start)
+            end = channel.boundary_after(channel.watched)
             if end is not None and end > channel.watched:
                 self._inspector.watch("response", channel.text, channel.watched, end)
                 channel.watched = end

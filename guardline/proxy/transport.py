@@ -8,7 +8,7 @@ keep-alive pool over asyncio protocols and httptools (README, "Design notes").
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -125,7 +125,7 @@ class MockTransport:
         self, method: bytes, target: bytes, headers: Sequence[Header], body: Body
     ) -> UpstreamResponse:
         if not isinstance(body, bytes):
-            body = b"".join([part async for part in _aiter(body)])
+            body = b"".join([part async for part in body])
         request = MockRequest(method, target, list(headers), body)
         self.requests.append(request)
         response = self._handler(request)
@@ -138,8 +138,3 @@ class MockTransport:
     def stats(self) -> PoolStats:
         active = sum(1 for r in self.responses if not r.closed)
         return PoolStats(open=active, idle=0, active=active)
-
-
-async def _aiter(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    async for part in body:
-        yield part
