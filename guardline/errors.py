@@ -7,6 +7,7 @@
     │   ├── AuthenticationError     401  missing or wrong proxy access key
     │   ├── MalformedRequestError   400  body is not a JSON object / not UTF-8
     │   ├── BodyTooLargeError       413  body over ``max_body_bytes``
+    │   ├── PermissionDeniedError   403  a forged or expired signed request id (feedback)
     │   ├── RouteNotFoundError      404  unknown path, or no route for the model
     │   └── GuardrailBlockedError   400  a guard-mode policy blocked the request or response
     ├── GuardrailError              503  a guard-mode detector failed: fail closed
@@ -71,6 +72,12 @@ class BodyTooLargeError(RequestError):
     status = 413
     code = "request_too_large"
     anthropic_type = "request_too_large"
+
+
+class PermissionDeniedError(RequestError):
+    status = 403
+    code = "permission_denied"
+    anthropic_type = "permission_error"
 
 
 class RouteNotFoundError(RequestError):

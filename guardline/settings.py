@@ -289,6 +289,54 @@ class AccessKeySettings(_Model):
     """The application this key belongs to (for per-application policies)."""
 
 
+class TelemetrySettings(_Model):
+    """OpenTelemetry traces and metrics. OTLP push also honours the standard ``OTEL_*``
+    environment (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...)."""
+
+    enabled: bool = True
+    """Off: no spans, no metrics, ``/metrics`` answers 404."""
+    prometheus: bool = True
+    """Serve ``/metrics`` (Prometheus text format)."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP base URL (e.g. ``http://collector:4318``); unset: push only when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or a per-signal variant) is set."""
+    otlp_interval: PositiveFloat = 15.0
+    """Seconds between OTLP metric pushes."""
+    service_name: str = "guardline"
+    inject_stream_usage: bool = True
+    """Ask OpenAI-format streams for usage (``stream_options.include_usage``) when the client
+    did not, so streamed calls are counted and priced; the usage chunk is then removed from
+    what that client receives."""
+    record_content: bool = False
+    """Record prompt and response text on spans, redacted by the PII detector. Off by default."""
+    label_cap: PositiveInt = 50
+    """Distinct values kept per metric label (model, app, upstream); later ones become ``other``."""
+    label_caps: dict[str, PositiveInt] = Field(default_factory=dict)
+    """Per-label overrides of ``label_cap``, e.g. ``{model: 200}``."""
+    prices_file: Path | None = None
+    """YAML price table (USD per million tokens) merged over the shipped one."""
+    multiprocess_dir: Path | None = None
+    """Set by ``serve --workers N``: where workers leave metric snapshots, so any worker's
+    ``/metrics`` reports the sum over all of them."""
+    snapshot_interval: PositiveFloat = 1.0
+    """Seconds between a worker's metric snapshots (multi-worker only)."""
+
+
+class FeedbackSettings(_Model):
+    """``POST /v1/feedback`` and the signed request ids it takes."""
+
+    secret_env: str = "GUARDLINE_FEEDBACK_SECRET"  # noqa: S105 - a variable name, not a secret
+    """Environment variable holding the HMAC secret for request ids. Give every replica
+    the same secret so feedback is attributed wherever it lands; unset, a random secret
+    per process is used (feedback then only works on the instance that served the call)."""
+    max_age: PositiveFloat = 7 * 24 * 3600.0
+    """Seconds a request id stays valid for feedback."""
+    regeneration_window: PositiveFloat = 600.0
+    """Seconds within which a resent conversation counts as a regeneration."""
+    regeneration_memory: PositiveInt = 100_000
+    """Conversations remembered (hashes only) for regeneration detection."""
+
+
 _DEFAULT_UPSTREAMS = {
     "openai": UpstreamSettings(provider="openai", base_url="https://api.openai.com/v1"),
     "anthropic": UpstreamSettings(provider="anthropic", base_url="https://api.anthropic.com"),
@@ -319,6 +367,8 @@ class Settings(BaseSettings):
     detectors: DetectorsSettings = DetectorsSettings()
     policy: PolicySettings = PolicySettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    feedback: FeedbackSettings = FeedbackSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -118,3 +119,18 @@ def proxy(
 def context_of(server: Running[Any]) -> ProxyContext:
     context: ProxyContext = server.app.state.guardline
     return context
+
+
+def as_if_usage_not_asked(stream: bytes) -> bytes:
+    """An OpenAI stream as it is without ``include_usage``: no usage-only chunk, and no
+    ``"usage":null`` in the other chunks (what Guardline delivers to a client that did not
+    ask, after asking the upstream on its behalf)."""
+    out = []
+    for event in stream.split(b"\n\n")[:-1]:
+        data = event.removeprefix(b"data: ")
+        if data != b"[DONE]":
+            parsed = json.loads(data)
+            if parsed.get("usage") and not parsed["choices"]:
+                continue
+        out.append(event.replace(b',"usage":null', b"") + b"\n\n")
+    return b"".join(out)

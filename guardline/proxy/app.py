@@ -9,16 +9,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from guardline import __version__
 from guardline.detectors.guardrails import Guardrails
 from guardline.errors import RouteNotFoundError
+from guardline.exporters.telemetry import Telemetry
 from guardline.proxy.adapters import ADAPTERS, provider_for
 from guardline.proxy.context import ProxyContext
 from guardline.proxy.endpoint import ProxyEndpoint, send_error
+from guardline.proxy.feedback import FeedbackEndpoint
 from guardline.proxy.headers import request_id
 from guardline.proxy.transport import Transport
 from guardline.settings import Settings
@@ -31,10 +33,11 @@ def create_app(
     *,
     transports: Mapping[str, Transport] | None = None,
     guardrails: Guardrails | None = None,
+    telemetry: Telemetry | None = None,
 ) -> FastAPI:
-    """Build the proxy app. ``transports`` replaces upstream pools by name and
-    ``guardrails`` the detectors built from settings (tests)."""
-    context = ProxyContext(settings, guardrails)
+    """Build the proxy app. ``transports`` replaces upstream pools by name, ``guardrails``
+    the detectors built from settings and ``telemetry`` the exporters (tests)."""
+    context = ProxyContext(settings, guardrails, telemetry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +59,7 @@ def create_app(
             )
         if context.access.enabled:
             log.info("proxy access keys: required (%d configured)", len(settings.access_keys))
+        _log_telemetry(context)
         try:
             yield
         finally:
@@ -83,9 +87,44 @@ def create_app(
         ready = context.started
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus text exposition of every Guardline metric (OpenTelemetry's reader)."""
+        page = context.telemetry.scrape()
+        if page is None:
+            return PlainTextResponse("metrics are switched off (telemetry.prometheus)\n", 404)
+        return Response(page, media_type=_PROMETHEUS_TEXT)
+
+    feedback = FeedbackEndpoint(
+        context.signer, context.telemetry.feedback, max_body_bytes=_FEEDBACK_MAX_BYTES
+    )
+    app.router.routes.append(Route("/v1/feedback", feedback, methods=None))
     app.router.routes.append(Route("/v1/{path:path}", ProxyEndpoint(context)))
     app.router.routes.append(Route("/{path:path}", NotFoundEndpoint()))
     return app
+
+
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+_FEEDBACK_MAX_BYTES = 64 * 1024
+
+
+def _log_telemetry(context: ProxyContext) -> None:
+    health = context.telemetry.health()
+    if not health.get("enabled"):
+        log.info("telemetry: off")
+        return
+    log.info(
+        "telemetry: metrics via %s; traces %s; prices as of %s",
+        ", ".join(health["exporters"]) or "nothing",
+        "exported" if health["traces"] else "off (no OTLP endpoint)",
+        health["prices_as_of"],
+    )
+    if context.signer.ephemeral:
+        log.warning(
+            "feedback: $%s is not set, so request ids are signed with a random per-process "
+            "secret; feedback only reaches the instance that served the call",
+            context.settings.feedback.secret_env,
+        )
 
 
 class NotFoundEndpoint:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from guardline.detectors.guardrails import Guardrails
 from guardline.exchange import Exchange
+from guardline.exporters.telemetry import NullTelemetry, OTelTelemetry, Telemetry
 from guardline.proxy.access import AccessKeys
+from guardline.proxy.conversation import Conversations
+from guardline.proxy.signing import RequestSigner
 from guardline.proxy.transport import Transport
 from guardline.proxy.upstream import Router, Upstream
 from guardline.settings import Settings
@@ -19,9 +23,25 @@ Observer = Callable[[Exchange], None]
 
 
 class ProxyContext:
-    def __init__(self, settings: Settings, guardrails: Guardrails | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        guardrails: Guardrails | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.settings = settings
         self.guardrails = guardrails or Guardrails(settings)
+        if telemetry is None:
+            telemetry = (
+                OTelTelemetry(settings.telemetry) if settings.telemetry.enabled else NullTelemetry()
+            )
+        self.telemetry = telemetry
+        self.signer = RequestSigner.from_settings(settings.feedback)
+        feedback = settings.feedback
+        self.conversations = Conversations(
+            window=feedback.regeneration_window, memory=feedback.regeneration_memory
+        )
+        self.inject_usage = telemetry.enabled and settings.telemetry.inject_stream_usage
         self.upstreams = {name: Upstream(name, s) for name, s in settings.upstreams.items()}
         self.router = Router(settings.resolved_routes(), self.upstreams)
         self.access = AccessKeys(settings.access_keys)
@@ -42,9 +62,15 @@ class ProxyContext:
         for upstream in self.upstreams.values():
             await upstream.close()
         self.guardrails.close()
+        self.telemetry.shutdown()
 
-    def record(self, exchange: Exchange) -> None:
-        """Hand a finished exchange to every observer; an observer never breaks a request."""
+    def record(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
+        """Hand a finished exchange to telemetry and every observer; neither ever breaks
+        a request."""
+        try:
+            self.telemetry.finish(exchange, content)
+        except Exception:
+            log.exception("telemetry failed to record request %s", exchange.request_id)
         for observer in self.observers:
             try:
                 observer(exchange)
@@ -65,6 +91,9 @@ class ProxyContext:
             "access_keys": self.access.enabled,
             "upstreams": upstreams,
             "detectors": self.guardrails.health(),
+            "telemetry": self.telemetry.health(),
+            "feedback": {"shared_secret": not self.signer.ephemeral},
+            "worker": {"pid": os.getpid()},
         }
 
 

@@ -26,12 +26,14 @@ from guardline.errors import (
     UpstreamProtocolError,
 )
 from guardline.exchange import Endpoint, Exchange, Outcome
+from guardline.exporters.content import redacted_content
 from guardline.proxy.adapters import ADAPTERS, Adapter, endpoint_for, provider_for
 from guardline.proxy.context import ProxyContext
 from guardline.proxy.guard import StreamGuard
 from guardline.proxy.headers import REQUEST_ID, client_headers, request_id, upstream_headers
 from guardline.proxy.inspection import FINDINGS_HEADER, Inspector, findings_header
 from guardline.proxy.relay import relay_events
+from guardline.proxy.signing import Attribution
 from guardline.proxy.transport import Body, Header, UpstreamResponse, header_value
 
 log = logging.getLogger("guardline.proxy")
@@ -46,6 +48,7 @@ _SCANNED = frozenset(
         Endpoint.MESSAGES,
     }
 )
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _APP = b"x-guardline-app"
 _APP_OK = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 _KNOWN_PATHS = frozenset(path for adapter in ADAPTERS.values() for _, path in adapter.endpoints)
@@ -81,7 +84,9 @@ class _Call:
         "adapter",
         "ctx",
         "exchange",
+        "input_texts",
         "inspector",
+        "output_texts",
         "parsed",
         "receive",
         "scope",
@@ -112,6 +117,9 @@ class _Call:
         self.watch = DisconnectWatch(receive)
         self.parsed: dict[str, Any] | None = None
         self.inspector: Inspector | None = None
+        # Only when spans record (redacted) content.
+        self.input_texts: list[str] | None = None
+        self.output_texts: list[str] | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -129,10 +137,17 @@ class _Call:
         finally:
             self.watch.stop()
             ctx.inflight -= 1
-            exchange.done = time.perf_counter()
+            if exchange.done is None:
+                exchange.done = time.perf_counter()
             if self.inspector is not None:
                 await self.inspector.drain()  # monitor findings belong to this exchange
-            ctx.record(exchange)
+            content = None
+            if self.input_texts is not None:
+                outputs = self.output_texts or []
+                if exchange.stream:  # one text, so PII split across chunks is found
+                    outputs = ["".join(outputs)]
+                content = await redacted_content(ctx.guardrails, self.input_texts, outputs)
+            ctx.record(exchange, content)
 
     async def _proxy(self) -> None:
         ctx = self.ctx
@@ -152,20 +167,36 @@ class _Call:
             if exchange.method == "POST":
                 self._parse(body)
             self.watch.start()
-            if self.parsed is not None and exchange.endpoint in _SCANNED:
+            parsed = self.parsed
+            if parsed is not None and exchange.endpoint in _SCANNED:
                 exchange.app = app or _app_header(headers)
                 policy = ctx.guardrails.policies.resolve(
                     self.adapter.provider, exchange.path, exchange.model, exchange.app
                 )
+                exchange.policy = policy
                 self.inspector = Inspector(ctx.guardrails, policy, exchange)
-                refs = self.adapter.request_texts(exchange.endpoint, self.parsed)
-                if await self.inspector.guard_texts("request", refs):
-                    body = orjson.dumps(self.parsed)  # redacted before it leaves for the vendor
+                refs = self.adapter.request_texts(exchange.endpoint, parsed)
+                exchange.input_chars = sum(len(ref.get()) for ref in refs)
+                exchange.regenerated = ctx.conversations.regenerated(
+                    exchange.provider, exchange.endpoint.value, exchange.app, parsed
+                )
+                # Redacted before it leaves for the vendor.
+                changed = await self.inspector.guard_texts("request", refs)
+                if ctx.inject_usage and exchange.stream and _ask_for_usage(exchange, parsed):
+                    changed = True
+                if changed:
+                    body = orjson.dumps(parsed)
+                if ctx.telemetry.records_content:
+                    self.input_texts = [ref.get() for ref in refs]
+                    self.output_texts = []
         upstream = ctx.router.select(self.adapter.provider, exchange.path, exchange.model)
         exchange.upstream = upstream.name
-        out = upstream_headers(
-            headers, drop=consumed, auth=upstream.auth, added=upstream.added_headers
-        )
+        added = upstream.added_headers
+        trace_headers = ctx.telemetry.begin(exchange, headers, upstream.host)
+        if trace_headers:  # the exchange's span is the upstream call's parent
+            consumed |= _TRACE_HEADERS
+            added = [*added, *trace_headers]
+        out = upstream_headers(headers, drop=consumed, auth=upstream.auth, added=added)
         if not isinstance(body, bytes) and (length := header_value(headers, b"content-length")):
             out.append((b"content-length", length))
         target = upstream.target(raw_path, scope["query_string"])
@@ -185,7 +216,7 @@ class _Call:
         content_type = header_value(response.headers, b"content-type") or b""
         if content_type.startswith(b"text/event-stream"):
             exchange.stream = True
-            out = client_headers(response.headers, exchange.request_id)
+            out = client_headers(response.headers, self.client_id())
             if exchange.endpoint is Endpoint.PASSTHROUGH:
                 await self._relay_chunks(response, out)
             else:
@@ -197,28 +228,36 @@ class _Call:
                         exchange.endpoint,
                         self.ctx.guardrails.max_hold,
                     )
-                await relay_events(
-                    response,
-                    self,
-                    headers=out,
-                    adapter=self.adapter,
-                    endpoint=exchange.endpoint,
-                    exchange=exchange,
-                    guard=guard if guard is not None and guard.active else None,
-                )
+                telemetry = self.ctx.telemetry
+                telemetry.stream_opened(exchange)
+                try:
+                    await relay_events(
+                        response,
+                        self,
+                        headers=out,
+                        adapter=self.adapter,
+                        endpoint=exchange.endpoint,
+                        exchange=exchange,
+                        guard=guard if guard is not None and guard.active else None,
+                        texts=self.output_texts,
+                    )
+                finally:
+                    telemetry.stream_closed(exchange)
         elif exchange.endpoint is Endpoint.PASSTHROUGH:
-            await self._relay_chunks(
-                response, client_headers(response.headers, exchange.request_id)
-            )
+            await self._relay_chunks(response, client_headers(response.headers, self.client_id()))
         else:
             data = await response.read()
+            exchange.upstream_done = time.perf_counter()
             if response.status < 300 and content_type.startswith(b"application/json"):
                 parsed = _json_body(data)
+                self.adapter.observe_response(exchange.endpoint, parsed, exchange.reply)
                 if self.inspector is not None:
                     refs = self.adapter.response_texts(exchange.endpoint, parsed)
                     if await self.inspector.guard_texts("response", refs):
                         data = orjson.dumps(parsed)
-            out = client_headers(response.headers, exchange.request_id, len(data))
+                    if self.output_texts is not None:
+                        self.output_texts += [ref.get() for ref in refs]
+            out = client_headers(response.headers, self.client_id(), len(data))
             await self.start(response.status, out)
             await self.body(data)
             await self.end()
@@ -227,6 +266,7 @@ class _Call:
         await self.start(response.status, headers)
         while (chunk := await response.next_chunk()) is not None:
             await self.body(chunk)
+        self.exchange.upstream_done = time.perf_counter()
         await self.end()
 
     # Downstream ---------------------------------------------------------------------
@@ -244,7 +284,29 @@ class _Call:
 
     async def end(self) -> None:
         self.watch.finished = True
+        if self.exchange.done is None:
+            self.exchange.done = time.perf_counter()  # the client has it all; drains follow
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def client_id(self) -> str:
+        """The request id the client gets: signed, with the labels feedback needs, on the
+        endpoints feedback is about; the plain id elsewhere."""
+        exchange = self.exchange
+        if exchange.endpoint not in _SCANNED:
+            return exchange.request_id
+        if exchange.signed_id is None:
+            exchange.signed_id = self.ctx.signer.sign(
+                Attribution(
+                    request_id=exchange.request_id,
+                    issued=int(time.time()),
+                    provider=exchange.provider,
+                    route=exchange.endpoint.value,
+                    model=exchange.model,
+                    app=exchange.app,
+                    upstream=exchange.upstream,
+                )
+            )
+        return exchange.signed_id
 
     # internals ------------------------------------------------------------------------
 
@@ -272,7 +334,8 @@ class _Call:
         exchange.status = err.status
         self.started = self.watch.finished = True
         extra = [(FINDINGS_HEADER, findings_header(exchange.findings))] if exchange.findings else []
-        await send_error(self.send, self.adapter, err, exchange.request_id, extra)
+        await send_error(self.send, self.adapter, err, self.client_id(), extra)
+        exchange.done = time.perf_counter()
 
     async def _read_body(self, headers: list[Header]) -> bytes:
         parts = [chunk async for chunk in self._body_chunks(headers)]
@@ -317,6 +380,21 @@ class _Call:
         self.exchange.model = model
         self.exchange.stream = parsed.get("stream") is True
         self.parsed = parsed
+
+
+def _ask_for_usage(exchange: Exchange, parsed: dict[str, Any]) -> bool:
+    """Ask an OpenAI-format stream for its usage when the client did not: without it a
+    streamed call reports no tokens (and would be priced at nothing). True if asked."""
+    if exchange.endpoint not in (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS):
+        return False
+    options = parsed.get("stream_options")
+    if options is None:
+        options = {}
+    elif not isinstance(options, dict) or options.get("include_usage") is True:
+        return False  # the client asked (it gets usage unchanged), or sent something odd
+    parsed["stream_options"] = {**options, "include_usage": True}
+    exchange.strip_usage = True
+    return True
 
 
 def _check_path(raw_path: bytes, path: str) -> None:

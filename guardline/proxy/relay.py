@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from guardline.errors import (
@@ -39,6 +40,7 @@ async def relay_events(
     endpoint: Endpoint,
     exchange: Exchange,
     guard: StreamGuard | None = None,
+    texts: list[str] | None = None,
 ) -> None:
     """Forward complete events as they arrive (through the stream guard when one is
     active); end a malformed, truncated or blocked stream with an error event in the
@@ -47,6 +49,7 @@ async def relay_events(
     relay = _Relay(
         response, down, adapter=adapter, endpoint=endpoint, exchange=exchange, guard=guard
     )
+    relay.texts = texts
     await relay.run()
 
 
@@ -68,6 +71,8 @@ class _Relay:
         self.exchange = exchange
         self.guard = guard
         self.state = StreamState()
+        self.texts: list[str] | None = None
+        """Collects the stream's text as received (only when spans record content)."""
 
     async def run(self) -> None:
         try:
@@ -99,25 +104,46 @@ class _Relay:
             events = decoder.feed(chunk)
             if not events:
                 continue
+            now = time.perf_counter()
             if guard is None or not guard.holding:
-                await self._forward(events, guard)
+                await self._forward(events, guard, now)
                 continue
             for event in events:
-                self.adapter.inspect_event(self.endpoint, event, state)
-                cleared = await guard.feed(event, state.last)
-                if cleared:  # out as soon as cleared, even mid-chunk
-                    await self.down.body(cleared)
+                seen = self._inspect(event, now)
+                if seen is not None:
+                    cleared = await guard.feed(seen, state.last)
+                    if cleared:  # out as soon as cleared, even mid-chunk
+                        await self.down.body(cleared)
                 if state.terminal:
                     break
+        self.exchange.upstream_done = time.perf_counter()
 
-    async def _forward(self, events: list[SSEEvent], guard: StreamGuard | None) -> None:
+    def _inspect(self, event: SSEEvent, now: float) -> SSEEvent | None:
+        """Check one event and note what telemetry needs; None when the client must not
+        see it (the usage chunk Guardline asked for on its behalf)."""
+        state = self.state
+        self.adapter.inspect_event(self.endpoint, event, state)
+        data = state.last
+        if data is None:
+            return event
+        self.adapter.observe_event(self.endpoint, data, self.exchange.reply, now)
+        if self.texts is not None:
+            self.texts += [
+                ref.get() for _, ref in self.adapter.event_texts(self.endpoint, event, data)
+            ]
+        if self.exchange.strip_usage:
+            return self.adapter.without_usage(event, data)
+        return event
+
+    async def _forward(self, events: list[SSEEvent], guard: StreamGuard | None, now: float) -> None:
         """Nothing held: the events go out first; monitor-mode scanning looks after."""
         state = self.state
         seen: list[tuple[SSEEvent, dict[str, Any] | None]] = []
         try:
             for event in events:
-                self.adapter.inspect_event(self.endpoint, event, state)
-                seen.append((event, state.last))
+                out = self._inspect(event, now)
+                if out is not None:
+                    seen.append((out, state.last))
                 if state.terminal:
                     break
         finally:

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from guardline.proxy.signing import RequestSigner
 from guardline.simulator import Simulator
-from tests.servers import Running
+from tests.servers import Running, as_if_usage_not_asked
 
 MSG = [{"role": "user", "content": "Bytes in, bytes out. Ünïcödé too: 東京 🚀"}]
 CASES = [
@@ -42,6 +43,9 @@ CASES = [
 ]
 
 
+USAGE_PATHS = ("/v1/chat/completions", "/v1/completions")
+
+
 @pytest.mark.parametrize(("path", "body", "headers"), CASES)
 def test_client_gets_upstream_bytes(
     sim: Running[Simulator],
@@ -61,9 +65,17 @@ def test_client_gets_upstream_bytes(
         response_headers = response.headers
     (record,) = [r for r in sim.app.recorder.records if r.headers.get("x-request-id") == rid]
     assert response.status_code == record.status == 200
-    assert received == bytes(record.response)
-    assert record.body == body  # and the upstream got the request as the client sent it
-    assert response_headers["x-guardline-request-id"] == rid
+    # Streams whose client did not ask for usage are asked for it on the client's behalf
+    # (telemetry counts their tokens); the client gets exactly what it would have had.
+    injected = path in USAGE_PATHS and body.get("stream") and "stream_options" not in body
+    sent = bytes(record.response)
+    if injected:
+        assert record.body == {**body, "stream_options": {"include_usage": True}}
+        assert received == as_if_usage_not_asked(sent) != sent
+    else:
+        assert record.body == body  # the upstream got the request as the client sent it
+        assert received == sent
+    assert RequestSigner.plain_id(response_headers["x-guardline-request-id"]) == rid
     upstream_id = "request-id" if path == "/v1/messages" else "x-request-id"
     assert response_headers[upstream_id].startswith("req_")
     assert response_headers["content-type"].startswith(
@@ -84,6 +96,6 @@ def test_generated_request_id_when_client_sends_none_or_junk(gw: Running[Any]) -
         rid = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers).headers[
             "x-guardline-request-id"
         ]
-        assert len(rid) == 32
+        assert len(RequestSigner.plain_id(rid)) == 32
         ids.add(rid)
     assert len(ids) == 3

@@ -165,6 +165,7 @@ def test_monitor_mode_passes_bytes_unchanged_and_records_findings(
             "model": "m",
             "messages": [{"role": "user", "content": "my email is bob@example.org"}],
             "stream": True,
+            "stream_options": {"include_usage": True},
         },
         headers={**HEADERS, "x-request-id": rid},
     ) as response:

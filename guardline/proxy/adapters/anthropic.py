@@ -7,16 +7,18 @@ from typing import Any, ClassVar
 import orjson
 
 from guardline.errors import GuardlineError
-from guardline.exchange import Endpoint
+from guardline.exchange import Endpoint, Reply, Usage
 from guardline.proxy.adapters.base import (
     ChannelKey,
     StreamState,
     TextRef,
+    count,
     dicts,
     json_object,
     parts_text,
     string_leaves,
     text_at,
+    text_len,
 )
 from guardline.proxy.sse import SSEEvent
 from guardline.settings import Provider
@@ -113,6 +115,86 @@ class AnthropicAdapter:
 
     def splittable(self, endpoint: Endpoint) -> bool:
         return True
+
+    # what telemetry needs -------------------------------------------------------------
+
+    def observe_response(self, endpoint: Endpoint, body: dict[str, Any], reply: Reply) -> None:
+        if endpoint is not Endpoint.MESSAGES:
+            return
+        reply.model = _str(body.get("model")) or reply.model
+        reply.usage = _usage(body.get("usage"), reply.usage)
+        _stop(body.get("stop_reason"), reply)
+        for block in dicts(body.get("content")):
+            kind = block.get("type")
+            if kind == "text":
+                reply.output_chars += text_len(block, "text")
+            elif kind == "tool_use":
+                reply.tool_calls += 1
+
+    def observe_event(
+        self, endpoint: Endpoint, data: dict[str, Any], reply: Reply, now: float
+    ) -> None:
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            delta = data.get("delta")
+            if produced := text_len(delta, "text") + text_len(delta, "partial_json"):
+                reply.output_chars += produced
+                reply.chunk_times.append(now)
+        elif kind == "content_block_start":
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                reply.tool_calls += 1
+        elif kind == "message_start":
+            message = data.get("message")
+            if isinstance(message, dict):
+                reply.model = _str(message.get("model")) or reply.model
+                reply.usage = _usage(message.get("usage"), reply.usage)
+        elif kind == "message_delta":
+            # Counts here are cumulative and replace those of message_start.
+            reply.usage = _usage(data.get("usage"), reply.usage)
+            delta = data.get("delta")
+            if isinstance(delta, dict):
+                _stop(delta.get("stop_reason"), reply)
+
+    def without_usage(self, event: SSEEvent, data: dict[str, Any]) -> SSEEvent | None:
+        return event  # Anthropic streams always report usage; Guardline never asks
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _stop(reason: Any, reply: Reply) -> None:
+    if isinstance(reason, str) and reason:
+        reply.finish_reason = reason
+        reply.refusal |= reason == "refusal"
+
+
+_RAW_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+def _usage(usage: Any, known: Usage | None) -> Usage | None:
+    """Anthropic counts input in three parts (uncached, cache read, cache write); Usage
+    counts input as their sum. Fields absent here keep their earlier values."""
+    if not isinstance(usage, dict) or not any(k in usage for k in _RAW_FIELDS):
+        return known
+    out = known or Usage()
+    uncached = out.input_tokens - out.cached_input_tokens - out.cache_write_tokens
+    if "input_tokens" in usage:
+        uncached = count(usage["input_tokens"])
+    if "cache_read_input_tokens" in usage:
+        out.cached_input_tokens = count(usage["cache_read_input_tokens"])
+    if "cache_creation_input_tokens" in usage:
+        out.cache_write_tokens = count(usage["cache_creation_input_tokens"])
+    if "output_tokens" in usage:
+        out.output_tokens = count(usage["output_tokens"])
+    out.input_tokens = uncached + out.cached_input_tokens + out.cache_write_tokens
+    return out
 
 
 def _block_texts(block: dict[str, Any]) -> list[TextRef]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from guardline.errors import GuardlineError, UpstreamProtocolError
-from guardline.exchange import Endpoint
+from guardline.exchange import Endpoint, Reply
 from guardline.proxy.sse import SSEEvent
 from guardline.settings import Provider
 
@@ -135,10 +135,35 @@ class Adapter(Protocol):
         """Fields that repeat a channel's whole text (and must carry what was released)."""
         ...
 
+    def observe_response(self, endpoint: Endpoint, body: dict[str, Any], reply: Reply) -> None:
+        """Model, usage, finish reason and output size of a non-streamed response."""
+        ...
+
+    def observe_event(
+        self, endpoint: Endpoint, data: dict[str, Any], reply: Reply, now: float
+    ) -> None:
+        """The same, accumulated over a stream's events (``now``: when this one arrived)."""
+        ...
+
+    def without_usage(self, event: SSEEvent, data: dict[str, Any]) -> SSEEvent | None:
+        """``event`` as a client that did not ask for stream usage would have received it:
+        None for the usage-only chunk. Only called when Guardline asked on its behalf."""
+        ...
+
     def splittable(self, endpoint: Endpoint) -> bool:
         """Whether a text event may be emitted in two parts (False where events carry
         sequence numbers a client could check)."""
         ...
+
+
+def count(value: Any) -> int:
+    """A token count from a usage object: non-negative ints only (anything else is 0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def text_len(holder: Any, key: str) -> int:
+    value = holder.get(key) if isinstance(holder, dict) else None
+    return len(value) if isinstance(value, str) else 0
 
 
 def json_object(data: str) -> dict[str, Any]:

@@ -7,15 +7,17 @@ from typing import Any, ClassVar
 import orjson
 
 from guardline.errors import GuardlineError
-from guardline.exchange import Endpoint
+from guardline.exchange import Endpoint, Reply, Usage
 from guardline.proxy.adapters.base import (
     ChannelKey,
     StreamState,
     TextRef,
+    count,
     dicts,
     json_object,
     parts_text,
     text_at,
+    text_len,
 )
 from guardline.proxy.sse import SSEEvent
 from guardline.settings import Provider
@@ -195,6 +197,141 @@ class OpenAIAdapter:
 
     def splittable(self, endpoint: Endpoint) -> bool:
         return endpoint is not Endpoint.RESPONSES  # its events carry sequence numbers
+
+    # what telemetry needs -------------------------------------------------------------
+
+    def observe_response(self, endpoint: Endpoint, body: dict[str, Any], reply: Reply) -> None:
+        if endpoint is Endpoint.RESPONSES:
+            _observe_responses_object(body, reply)
+            return
+        reply.model = _str(body.get("model")) or reply.model
+        reply.usage = _usage(body.get("usage")) or reply.usage
+        for choice in dicts(body.get("choices")):
+            reply.finish_reason = _str(choice.get("finish_reason")) or reply.finish_reason
+            if endpoint is Endpoint.COMPLETIONS:
+                reply.output_chars += text_len(choice, "text")
+                continue
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                continue
+            reply.output_chars += text_len(message, "content")
+            reply.refusal |= text_len(message, "refusal") > 0
+            for call in dicts(message.get("tool_calls")):
+                reply.tool_calls += 1
+                function = call.get("function")
+                reply.output_chars += text_len(function, "arguments")
+
+    def observe_event(
+        self, endpoint: Endpoint, data: dict[str, Any], reply: Reply, now: float
+    ) -> None:
+        if endpoint is Endpoint.RESPONSES:
+            _observe_responses_event(data, reply, now)
+            return
+        if reply.model is None:
+            reply.model = _str(data.get("model"))
+        usage = data.get("usage")
+        if usage is not None:
+            reply.usage = _usage(usage) or reply.usage
+        produced = 0
+        for choice in dicts(data.get("choices")):
+            reply.finish_reason = _str(choice.get("finish_reason")) or reply.finish_reason
+            if endpoint is Endpoint.COMPLETIONS:
+                produced += text_len(choice, "text")
+                continue
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            produced += text_len(delta, "content")
+            if text_len(delta, "refusal"):
+                reply.refusal = True
+                produced += 1
+            for call in dicts(delta.get("tool_calls")):
+                if call.get("id"):  # later deltas of the same call carry only its index
+                    reply.tool_calls += 1
+                produced += text_len(call.get("function"), "arguments")
+        if produced:
+            reply.output_chars += produced
+            reply.chunk_times.append(now)
+
+    def without_usage(self, event: SSEEvent, data: dict[str, Any]) -> SSEEvent | None:
+        if "usage" not in data:
+            return event
+        if data["usage"] is not None and not data.get("choices"):
+            return None  # the usage-only chunk the client did not ask for
+        if data["usage"] is None:
+            # Asking for usage adds "usage":null to every chunk; a client that did not ask
+            # never saw that field. The bytes are compact JSON, so a plain cut is exact.
+            del data["usage"]
+            raw = event.raw
+            for cut in (b',"usage":null', b'"usage":null,'):
+                if cut in raw:
+                    return SSEEvent(raw.replace(cut, b"", 1), event.event, event.data)
+        return event
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _usage(usage: Any) -> Usage | None:
+    """Chat/completions (prompt/completion) and Responses (input/output) usage alike."""
+    if not isinstance(usage, dict):
+        return None
+    details_in = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    details_out = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+    return Usage(
+        input_tokens=count(usage.get("prompt_tokens", usage.get("input_tokens"))),
+        output_tokens=count(usage.get("completion_tokens", usage.get("output_tokens"))),
+        cached_input_tokens=count(
+            details_in.get("cached_tokens") if isinstance(details_in, dict) else None
+        ),
+        reasoning_tokens=count(
+            details_out.get("reasoning_tokens") if isinstance(details_out, dict) else None
+        ),
+    )
+
+
+def _observe_responses_object(response: dict[str, Any], reply: Reply) -> None:
+    """A Responses-API response object (the body, or the one a terminal event carries)."""
+    reply.model = _str(response.get("model")) or reply.model
+    reply.usage = _usage(response.get("usage")) or reply.usage
+    status = response.get("status")
+    if status == "completed":
+        reply.finish_reason = "stop"
+    elif status == "incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        reply.finish_reason = _str(reason) or "incomplete"
+    elif isinstance(status, str):
+        reply.finish_reason = status
+    if reply.output_chars or reply.tool_calls or reply.refusal:
+        return  # a stream already counted its output from the deltas
+    for item in dicts(response.get("output")):
+        if item.get("type") == "function_call":
+            reply.tool_calls += 1
+            reply.output_chars += text_len(item, "arguments")
+        for part in dicts(item.get("content")):
+            reply.output_chars += text_len(part, "text")
+            reply.refusal |= text_len(part, "refusal") > 0
+
+
+def _observe_responses_event(data: dict[str, Any], reply: Reply, now: float) -> None:
+    kind = data.get("type")
+    if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+        if produced := text_len(data, "delta"):
+            reply.output_chars += produced
+            reply.chunk_times.append(now)
+    elif kind == "response.refusal.delta":
+        reply.refusal = True
+        reply.chunk_times.append(now)
+    elif kind == "response.output_item.added":
+        item = data.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call":
+            reply.tool_calls += 1
+    elif kind == "response.created" or kind in _RESPONSES_TERMINAL:
+        response = data.get("response")
+        if isinstance(response, dict):
+            _observe_responses_object(response, reply)
 
 
 def _str_or_list(body: dict[str, Any], key: str) -> list[TextRef]:

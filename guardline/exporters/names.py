@@ -1,0 +1,210 @@
+"""Every telemetry name Guardline emits: instruments, attributes, label values.
+
+Dashboards, alert rules and tests import these; nobody retypes a metric name.
+
+GenAI names follow the OpenTelemetry GenAI semantic conventions as of semantic-conventions
+v1.44.0 (Development status; the GenAI group has since moved to its own repository). A
+proxy is the model's *client*, so the client instruments apply: operation duration, token
+usage, time to first chunk and time per output chunk. Guardline's own instruments are
+prefixed ``guardline.``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+SEMCONV_VERSION = "1.44.0"
+SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+INSTRUMENTATION_SCOPE = "guardline"
+
+Kind = Literal["counter", "histogram", "updown"]
+
+# Recommended bucket boundaries from the GenAI metric conventions.
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+FIRST_CHUNK_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+PER_CHUNK_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+# Guardline's own time is sub-millisecond when healthy; these resolve 50 µs to 1 s.
+OVERHEAD_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+FRACTION_BUCKETS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    buckets: tuple[float, ...] | None = None
+
+    @property
+    def prometheus(self) -> str:
+        """The metric family name on ``/metrics`` (OTel's Prometheus exporter rules:
+        dots become underscores, the unit is appended, annotations like ``{token}`` drop)."""
+        name = _PROM_SANITIZE.sub("_", self.name)
+        unit = _PROM_UNITS.get(self.unit, _PROM_SANITIZE.sub("_", _ANNOTATION.sub("", self.unit)))
+        if unit and not name.endswith("_" + unit):
+            name += "_" + unit
+        return name
+
+    @property
+    def samples(self) -> tuple[str, ...]:
+        """The sample names a scrape shows for this family."""
+        base = self.prometheus
+        if self.kind == "counter":
+            return (base + "_total",)
+        if self.kind == "histogram":
+            return (base + "_bucket", base + "_count", base + "_sum")
+        return (base,)
+
+
+_PROM_SANITIZE = re.compile(r"[^a-zA-Z0-9:]+")
+_ANNOTATION = re.compile(r"{.*}")
+_PROM_UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": ""}
+
+# -- GenAI semantic-convention instruments -------------------------------------------------
+OPERATION_DURATION = Instrument(
+    "gen_ai.client.operation.duration", "histogram", "s", "GenAI operation duration.",
+    DURATION_BUCKETS,
+)  # fmt: skip
+TOKEN_USAGE = Instrument(
+    "gen_ai.client.token.usage", "histogram", "{token}",
+    "Number of input and output tokens used.", TOKEN_BUCKETS,
+)  # fmt: skip
+TIME_TO_FIRST_CHUNK = Instrument(
+    "gen_ai.client.operation.time_to_first_chunk", "histogram", "s",
+    "Time from the application's request reaching Guardline to the first chunk of the "
+    "response stream leaving for the application.", FIRST_CHUNK_BUCKETS,
+)  # fmt: skip
+TIME_PER_OUTPUT_CHUNK = Instrument(
+    "gen_ai.client.operation.time_per_output_chunk", "histogram", "s",
+    "Time between consecutive output chunks of a response stream.", PER_CHUNK_BUCKETS,
+)  # fmt: skip
+
+# -- Guardline's own instruments -----------------------------------------------------------
+REQUESTS = Instrument(
+    "guardline.requests", "counter", "{request}",
+    "Exchanges through the proxy, by outcome and error.type.",
+)  # fmt: skip
+OVERHEAD = Instrument(
+    "guardline.proxy.overhead", "histogram", "s",
+    "Time Guardline itself added to an exchange: before the upstream call was sent and "
+    "after the upstream's last byte, excluding the time spent waiting on the upstream.",
+    OVERHEAD_BUCKETS,
+)  # fmt: skip
+ACTIVE_STREAMS = Instrument(
+    "guardline.streams.active", "updown", "{stream}", "Response streams being relayed now."
+)
+FINDINGS = Instrument(
+    "guardline.guardrail.findings", "counter", "{finding}",
+    "Guardrail findings, by detector, category, direction and the action taken.",
+)  # fmt: skip
+ACTIONS = Instrument(
+    "guardline.guardrail.actions", "counter", "{action}",
+    "Exchanges a guardrail changed: redact (text rewritten) or block (call refused).",
+)  # fmt: skip
+COST = Instrument("guardline.cost", "counter", "usd", "Cost of exchanges in US dollars, by model.")
+UNPRICED = Instrument(
+    "guardline.cost.unpriced", "counter", "{request}",
+    "Exchanges with token usage whose model has no price: their cost is unknown, not zero.",
+)  # fmt: skip
+ESTIMATED_TOKENS = Instrument(
+    "guardline.tokens.estimated", "counter", "{request}",
+    "Exchanges whose token counts were estimated because the upstream reported none.",
+)  # fmt: skip
+FEEDBACK = Instrument(
+    "guardline.feedback", "counter", "{feedback}",
+    "Feedback posted to /v1/feedback, by outcome (accepted, rejected, edited).",
+)  # fmt: skip
+RETAINED = Instrument(
+    "guardline.feedback.retained_fraction", "histogram", "1",
+    "Share of a response the user kept (retention), from feedback that reports it.",
+    FRACTION_BUCKETS,
+)  # fmt: skip
+SCORE = Instrument(
+    "guardline.feedback.score", "histogram", "1", "Scores (0..1) reported with feedback.",
+    FRACTION_BUCKETS,
+)  # fmt: skip
+SIGNALS = Instrument(
+    "guardline.response.signals", "counter", "{response}",
+    "Implicit quality signals seen by the proxy: regenerated, truncated, refusal, empty.",
+)  # fmt: skip
+
+INSTRUMENTS: tuple[Instrument, ...] = (
+    OPERATION_DURATION,
+    TOKEN_USAGE,
+    TIME_TO_FIRST_CHUNK,
+    TIME_PER_OUTPUT_CHUNK,
+    REQUESTS,
+    OVERHEAD,
+    ACTIVE_STREAMS,
+    FINDINGS,
+    ACTIONS,
+    COST,
+    UNPRICED,
+    ESTIMATED_TOKENS,
+    FEEDBACK,
+    RETAINED,
+    SCORE,
+    SIGNALS,
+)
+
+# -- attributes ----------------------------------------------------------------------------
+# GenAI semantic-convention attributes.
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+TOKEN_TYPE = "gen_ai.token.type"
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+# Guardline's attributes (metric labels are the subset marked "label").
+ROUTE = "guardline.route"  # label: the Endpoint value
+APP = "guardline.app"  # label, capped
+UPSTREAM = "guardline.upstream"  # label: a configured upstream name
+OUTCOME = "guardline.outcome"  # label: Outcome value
+STREAM = "guardline.stream"  # label: "true" / "false"
+DETECTOR = "guardline.detector"  # label
+CATEGORY = "guardline.category"  # label, capped
+DIRECTION = "guardline.direction"  # label: request / response
+ACTION = "guardline.action"  # label: flag / redact / block
+DETAIL = "guardline.finding.detail"  # label, capped: e.g. nurse:she for skew panels; "" if none
+FEEDBACK_OUTCOME = "guardline.feedback.outcome"  # label: accepted / rejected / edited
+SIGNAL = "guardline.signal"  # label: one of SIGNAL_VALUES
+ESTIMATED = "guardline.usage.estimated"  # label: "true" / "false"
+REQUEST_ID = "guardline.request_id"  # span attribute only, never a label
+FINDINGS_COUNT = "guardline.findings.count"
+FINDINGS_CATEGORIES = "guardline.findings.categories"
+ACTIONS_TAKEN = "guardline.actions"
+COST_USD = "guardline.cost.usd"
+OVERHEAD_SECONDS = "guardline.overhead.seconds"
+REGENERATED = "guardline.regenerated"
+
+TOKEN_INPUT = "input"
+TOKEN_OUTPUT = "output"
+OTHER = "other"
+"""What a label value becomes once its label has reached its cap of distinct values."""
+UNKNOWN = "unknown"
+SIGNAL_VALUES = ("regenerated", "truncated", "refusal", "empty")
+FEEDBACK_OUTCOMES = ("accepted", "rejected", "edited")

@@ -1,0 +1,472 @@
+"""Turning exchanges into OpenTelemetry spans and metrics.
+
+``Telemetry`` is what the proxy calls; ``NullTelemetry`` (telemetry off) is the fake
+beside it. Everything is recorded once, when an exchange finishes, after the client has
+its last byte, so recording never adds latency to the call it describes. Metric labels
+come from bounded sets only (see ``labels``); message content is never a label.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from guardline.detectors.base import Finding
+from guardline.exchange import Endpoint, Exchange, Outcome, Usage
+from guardline.exporters import names as n
+from guardline.exporters.cost import PriceTable
+from guardline.exporters.labels import Labels
+from guardline.exporters.models import model_label
+from guardline.exporters.pipeline import Pipeline, build_pipeline
+from guardline.settings import TelemetrySettings
+
+if TYPE_CHECKING:
+    from guardline.proxy.feedback import Feedback
+    from guardline.proxy.signing import Attribution
+    from guardline.proxy.transport import Header
+
+log = logging.getLogger("guardline.telemetry")
+
+OPERATIONS = {
+    Endpoint.CHAT_COMPLETIONS: "chat",
+    Endpoint.COMPLETIONS: "text_completion",
+    Endpoint.EMBEDDINGS: "embeddings",
+    Endpoint.RESPONSES: "chat",
+    Endpoint.MESSAGES: "chat",
+}
+"""GenAI operation names; other endpoints (models, pass-through) are not GenAI operations."""
+
+_CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English text with BPE tokenizers
+_PROPAGATOR = TraceContextTextMapPropagator()
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
+
+
+class Telemetry(Protocol):
+    enabled: bool
+    records_content: bool
+
+    def begin(self, exchange: Exchange, headers: Sequence[Header], server: str) -> list[Header]:
+        """Start the exchange's span; the trace headers to send upstream instead of the
+        client's (empty: forward the client's unchanged)."""
+        ...
+
+    def stream_opened(self, exchange: Exchange) -> None: ...
+
+    def stream_closed(self, exchange: Exchange) -> None: ...
+
+    def finish(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
+        """Record a finished exchange (``content``: redacted input and output text)."""
+        ...
+
+    def feedback(self, attribution: Attribution, feedback: Feedback) -> None: ...
+
+    def scrape(self) -> bytes | None:
+        """The Prometheus text exposition, or None when ``/metrics`` is off."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def shutdown(self) -> None: ...
+
+
+class NullTelemetry:
+    """Telemetry switched off: nothing recorded, nothing exported."""
+
+    enabled = False
+    records_content = False
+
+    def begin(self, exchange: Exchange, headers: Sequence[Header], server: str) -> list[Header]:
+        return []
+
+    def stream_opened(self, exchange: Exchange) -> None:
+        return None
+
+    def stream_closed(self, exchange: Exchange) -> None:
+        return None
+
+    def finish(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
+        return None
+
+    def feedback(self, attribution: Attribution, feedback: Feedback) -> None:
+        return None
+
+    def scrape(self) -> bytes | None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {"enabled": False}
+
+    def shutdown(self) -> None:
+        return None
+
+
+class OTelTelemetry:
+    """Spans and metrics through the OpenTelemetry SDK."""
+
+    enabled = True
+
+    def __init__(
+        self,
+        settings: TelemetrySettings,
+        *,
+        prices: PriceTable | None = None,
+        metric_readers: Sequence[MetricReader] = (),
+        span_exporters: Sequence[SpanExporter] = (),
+    ) -> None:
+        self.settings = settings
+        self.records_content = settings.record_content
+        self.pipeline: Pipeline = build_pipeline(
+            settings, metric_readers=metric_readers, span_exporters=span_exporters
+        )
+        self.prices = prices or PriceTable.load(settings.prices_file)
+        self.labels = Labels(settings.label_cap, settings.label_caps)
+        meter = self.pipeline.meters.get_meter(n.INSTRUMENTATION_SCOPE, schema_url=n.SCHEMA_URL)
+        self._tracer = (
+            self.pipeline.tracers.get_tracer(n.INSTRUMENTATION_SCOPE, schema_url=n.SCHEMA_URL)
+            if self.pipeline.tracers is not None
+            else None
+        )
+
+        def histogram(spec: n.Instrument) -> Any:
+            return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
+
+        def counter(spec: n.Instrument) -> Any:
+            return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
+
+        self._duration = histogram(n.OPERATION_DURATION)
+        self._tokens = histogram(n.TOKEN_USAGE)
+        self._first_chunk = histogram(n.TIME_TO_FIRST_CHUNK)
+        self._per_chunk = histogram(n.TIME_PER_OUTPUT_CHUNK)
+        self._overhead = histogram(n.OVERHEAD)
+        self._requests = counter(n.REQUESTS)
+        self._findings = counter(n.FINDINGS)
+        self._actions = counter(n.ACTIONS)
+        self._cost = counter(n.COST)
+        self._unpriced = counter(n.UNPRICED)
+        self._estimated = counter(n.ESTIMATED_TOKENS)
+        self._feedback = counter(n.FEEDBACK)
+        self._retained = histogram(n.RETAINED)
+        self._score = histogram(n.SCORE)
+        self._signals = counter(n.SIGNALS)
+        self._streams = meter.create_up_down_counter(
+            n.ACTIVE_STREAMS.name,
+            unit=n.ACTIVE_STREAMS.unit,
+            description=n.ACTIVE_STREAMS.description,
+        )
+
+    # the proxy's calls ----------------------------------------------------------------
+
+    def begin(self, exchange: Exchange, headers: Sequence[Header], server: str) -> list[Header]:
+        if self._tracer is None:
+            return []
+        carrier = {k.decode(): v.decode("latin-1") for k, v in headers if k in _TRACE_HEADERS}
+        parent = _PROPAGATOR.extract(carrier) if carrier else None
+        started = time.time_ns() - int((time.perf_counter() - exchange.received) * 1e9)
+        span = self._tracer.start_span(
+            _span_name(exchange),
+            context=parent,
+            kind=SpanKind.CLIENT,
+            start_time=started,
+            attributes={n.SERVER_ADDRESS: server},
+        )
+        exchange.trace = span
+        out: dict[str, str] = {}
+        _PROPAGATOR.inject(out, context=trace.set_span_in_context(span))
+        return [(k.encode(), v.encode()) for k, v in out.items()]
+
+    def stream_opened(self, exchange: Exchange) -> None:
+        self._streams.add(1, _stream_labels(exchange))
+
+    def stream_closed(self, exchange: Exchange) -> None:
+        self._streams.add(-1, _stream_labels(exchange))
+
+    def finish(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
+        labels = self._labels(exchange)
+        done = exchange.done or time.perf_counter()
+        outcome = {**labels, n.OUTCOME: exchange.outcome.value}
+        error = _error_type(exchange)
+        if error is not None:
+            outcome[n.ERROR_TYPE] = error
+        self._requests.add(1, outcome)
+        self._overhead.record(_overhead(exchange, done), labels)
+        usage = self._usage(exchange)
+        cost = None
+        operation = OPERATIONS.get(exchange.endpoint)
+        if operation is not None:
+            genai = {**labels, n.OPERATION_NAME: operation}
+            if error is not None:
+                genai[n.ERROR_TYPE] = error
+            self._duration.record(done - exchange.received, genai)
+            if exchange.stream and exchange.first_chunk is not None:
+                self._first_chunk.record(exchange.first_chunk - exchange.received, genai)
+                self._record_chunks(exchange, genai)
+            if usage is not None:
+                cost = self._record_usage(exchange, usage, genai)
+            self._record_signals(exchange, labels)
+        if exchange.findings:
+            self._record_findings(exchange, labels)
+        for action, count in exchange.actions.items():
+            self._actions.add(count, {**labels, n.ACTION: action})
+        if exchange.trace is not None or self._tracer is not None:
+            self._end_span(
+                exchange, usage=usage, cost=cost, error=error, done=done, content=content
+            )
+
+    def feedback(self, attribution: Attribution, feedback: Feedback) -> None:
+        labels = {
+            n.PROVIDER_NAME: attribution.provider,
+            n.ROUTE: attribution.route,
+            n.REQUEST_MODEL: self.labels.model(model_label(attribution.model)),
+            n.APP: self.labels.app(attribution.app or n.UNKNOWN),
+        }
+        self._feedback.add(1, {**labels, n.FEEDBACK_OUTCOME: feedback.outcome})
+        if feedback.retained_fraction is not None:
+            self._retained.record(feedback.retained_fraction, labels)
+        if feedback.score is not None:
+            self._score.record(feedback.score, labels)
+
+    def scrape(self) -> bytes | None:
+        registry = self.pipeline.registry
+        if registry is None:
+            return None
+        from prometheus_client import generate_latest  # noqa: PLC0415
+
+        return generate_latest(registry)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "exporters": self.pipeline.exporters,
+            "traces": self._tracer is not None,
+            "prices_as_of": self.prices.as_of,
+        }
+
+    def shutdown(self) -> None:
+        self.pipeline.shutdown()
+
+    # internals ------------------------------------------------------------------------
+
+    def _labels(self, exchange: Exchange) -> dict[str, str]:
+        return {
+            n.PROVIDER_NAME: exchange.provider,
+            n.ROUTE: exchange.endpoint.value,
+            n.REQUEST_MODEL: self.labels.model(model_label(exchange.model)),
+            n.APP: self.labels.app(exchange.app or n.UNKNOWN),
+            n.UPSTREAM: exchange.upstream or n.UNKNOWN,
+            n.STREAM: "true" if exchange.stream else "false",
+        }
+
+    def _usage(self, exchange: Exchange) -> Usage | None:
+        """The upstream's counts; an estimate (marked) only when it reported none for a
+        call it answered."""
+        usage = exchange.reply.usage
+        if usage is not None:
+            return usage
+        if (
+            exchange.endpoint not in OPERATIONS
+            or exchange.status is None
+            or exchange.status >= 300
+            or exchange.outcome is not Outcome.OK
+        ):
+            return None
+        return Usage(
+            input_tokens=math.ceil(exchange.input_chars / _CHARS_PER_TOKEN),
+            output_tokens=math.ceil(exchange.reply.output_chars / _CHARS_PER_TOKEN),
+            estimated=True,
+        )
+
+    def _record_usage(
+        self, exchange: Exchange, usage: Usage, genai: dict[str, str]
+    ) -> float | None:
+        estimated = "true" if usage.estimated else "false"
+        self._tokens.record(
+            usage.input_tokens, {**genai, n.TOKEN_TYPE: n.TOKEN_INPUT, n.ESTIMATED: estimated}
+        )
+        if exchange.endpoint is not Endpoint.EMBEDDINGS:
+            self._tokens.record(
+                usage.output_tokens,
+                {**genai, n.TOKEN_TYPE: n.TOKEN_OUTPUT, n.ESTIMATED: estimated},
+            )
+        if usage.estimated:
+            self._estimated.add(1, genai)
+        model = exchange.reply.model or exchange.model
+        cost = self.prices.cost(model, usage)
+        if cost is None:
+            self._unpriced.add(1, genai)
+            if self.prices.first_unpriced(model):
+                log.warning(
+                    "no price for model %r: its cost is counted as unpriced "
+                    "(add it to telemetry.prices_file)",
+                    model_label(model),
+                )
+            return None
+        self._cost.add(cost, {**genai, n.ESTIMATED: estimated})
+        return cost
+
+    def _record_chunks(self, exchange: Exchange, genai: dict[str, str]) -> None:
+        times = exchange.reply.chunk_times
+        record = self._per_chunk.record
+        for before, after in itertools.pairwise(times):
+            record(after - before, genai)
+
+    def _record_signals(self, exchange: Exchange, labels: dict[str, str]) -> None:
+        reply = exchange.reply
+        signals = []
+        if exchange.regenerated:
+            signals.append("regenerated")
+        if exchange.outcome is Outcome.OK and exchange.status is not None and exchange.status < 300:
+            if reply.truncated:
+                signals.append("truncated")
+            if reply.refusal:
+                signals.append("refusal")
+            if reply.empty and exchange.endpoint is not Endpoint.EMBEDDINGS:
+                signals.append("empty")
+        for signal in signals:
+            self._signals.add(1, {**labels, n.SIGNAL: signal})
+
+    def _record_findings(self, exchange: Exchange, labels: dict[str, str]) -> None:
+        counts: dict[tuple[str, str, str, str, str], int] = {}
+        for finding in exchange.findings:
+            key = (
+                finding.detector,
+                self.labels.category(finding.category),
+                finding.direction,
+                _action(exchange, finding),
+                self.labels.category(finding.detail) if finding.detail else "",
+            )
+            counts[key] = counts.get(key, 0) + 1
+        for (detector, category, direction, action, detail), count in counts.items():
+            self._findings.add(
+                count,
+                {
+                    **labels,
+                    n.DETECTOR: detector,
+                    n.CATEGORY: category,
+                    n.DIRECTION: direction,
+                    n.ACTION: action,
+                    n.DETAIL: detail,
+                },
+            )
+
+    def _end_span(
+        self,
+        exchange: Exchange,
+        *,
+        usage: Usage | None,
+        cost: float | None,
+        error: str | None,
+        done: float,
+        content: tuple[str, str] | None,
+    ) -> None:
+        span = exchange.trace
+        end = time.time_ns() - int((time.perf_counter() - done) * 1e9)
+        if span is None:  # failed before the upstream call: a span all the same
+            assert self._tracer is not None
+            span = self._tracer.start_span(
+                _span_name(exchange),
+                kind=SpanKind.CLIENT,
+                start_time=end - int((done - exchange.received) * 1e9),
+            )
+        exchange.trace = None
+        attributes: dict[str, Any] = {
+            n.PROVIDER_NAME: exchange.provider,
+            n.ROUTE: exchange.endpoint.value,
+            n.OUTCOME: exchange.outcome.value,
+            n.REQUEST_ID: exchange.request_id,
+            n.STREAM: exchange.stream,
+            n.OVERHEAD_SECONDS: _overhead(exchange, done),
+        }
+        operation = OPERATIONS.get(exchange.endpoint)
+        if operation is not None:
+            attributes[n.OPERATION_NAME] = operation
+        if exchange.model:
+            attributes[n.REQUEST_MODEL] = exchange.model
+        reply = exchange.reply
+        if reply.model:
+            attributes[n.RESPONSE_MODEL] = reply.model
+        if reply.finish_reason:
+            attributes[n.RESPONSE_FINISH_REASONS] = (reply.finish_reason,)
+        if exchange.app:
+            attributes[n.APP] = exchange.app
+        if exchange.upstream:
+            attributes[n.UPSTREAM] = exchange.upstream
+        if usage is not None:
+            attributes[n.USAGE_INPUT_TOKENS] = usage.input_tokens
+            attributes[n.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            attributes[n.USAGE_CACHE_READ_TOKENS] = usage.cached_input_tokens
+            attributes[n.USAGE_CACHE_CREATION_TOKENS] = usage.cache_write_tokens
+            attributes[n.USAGE_REASONING_TOKENS] = usage.reasoning_tokens
+            attributes[n.ESTIMATED] = usage.estimated
+        if cost is not None:
+            attributes[n.COST_USD] = cost
+        if exchange.findings:
+            attributes[n.FINDINGS_COUNT] = len(exchange.findings)
+            attributes[n.FINDINGS_CATEGORIES] = sorted(
+                {f"{f.direction}.{f.detector}.{f.category}" for f in exchange.findings}
+            )
+        if exchange.actions:
+            attributes[n.ACTIONS_TAKEN] = sorted(
+                f"{action}={count}" for action, count in exchange.actions.items()
+            )
+        if exchange.regenerated:
+            attributes[n.REGENERATED] = True
+        if content is not None:
+            attributes[n.INPUT_MESSAGES], attributes[n.OUTPUT_MESSAGES] = content
+        if error is not None:
+            attributes[n.ERROR_TYPE] = error
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.set_attributes(attributes)
+        span.end(end_time=end)
+
+
+def _span_name(exchange: Exchange) -> str:
+    operation = OPERATIONS.get(exchange.endpoint)
+    if operation is None:
+        return f"{exchange.method} {exchange.endpoint.value}"
+    return f"{operation} {model_label(exchange.model)}" if exchange.model else operation
+
+
+def _stream_labels(exchange: Exchange) -> dict[str, str]:
+    return {n.PROVIDER_NAME: exchange.provider, n.ROUTE: exchange.endpoint.value}
+
+
+def _error_type(exchange: Exchange) -> str | None:
+    """``error.type``: Guardline's error code, or the upstream's HTTP status."""
+    outcome = exchange.outcome
+    if outcome is Outcome.OK:
+        return None
+    if outcome is Outcome.UPSTREAM_ERROR:
+        return str(exchange.status)
+    if outcome is Outcome.CLIENT_DISCONNECT:
+        return "client_disconnect"
+    return exchange.error_code or "_OTHER"
+
+
+def _overhead(exchange: Exchange, done: float) -> float:
+    """Guardline's own time: before the upstream call went out, and after its last byte."""
+    if exchange.upstream_sent is None:
+        return done - exchange.received
+    before = exchange.upstream_sent - exchange.received
+    after = done - exchange.upstream_done if exchange.upstream_done is not None else 0.0
+    return before + max(after, 0.0)
+
+
+def _action(exchange: Exchange, finding: Finding) -> str:
+    """What was done about a finding: the rule's action in guard mode, ``flag`` otherwise."""
+    policy = exchange.policy
+    if policy is None:
+        return "flag"
+    rule = policy.rules(finding.direction).get(finding.detector)
+    if rule is None or rule.mode != "guard":
+        return "flag"
+    return rule.action

@@ -1,0 +1,241 @@
+"""``POST /v1/feedback``: explicit feedback on a call, attributed by its signed request id.
+
+The body is ``{"request_id", "outcome", "score"?, "retained_fraction"?, "comment"?}``:
+
+``request_id``
+    The ``x-guardline-request-id`` the proxy answered the call with (a signed token).
+``outcome``
+    ``accepted``, ``rejected`` or ``edited``.
+``score``, ``retained_fraction``
+    Optional numbers in [0, 1] (``null`` is the same as absent).
+``comment``
+    Optional text, at most 2000 characters. Free text may hold personal data: it is handed
+    to the sink only, never exported as a label and never logged.
+
+Unknown fields are refused, so a misspelt field is an error rather than lost data. The
+endpoint answers ``202`` with ``{"status": "accepted", "request_id": <plain id>}``:
+the feedback is recorded, and reaches the exporters at their next collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from guardline.errors import (
+    BodyTooLargeError,
+    GuardlineError,
+    MalformedRequestError,
+    RequestError,
+)
+from guardline.proxy.adapters import ADAPTERS, provider_for
+from guardline.proxy.headers import REQUEST_ID, request_id
+from guardline.proxy.signing import Attribution, RequestSigner
+from guardline.proxy.transport import Header, header_value
+
+log = logging.getLogger("guardline.proxy")
+
+Outcome = Literal["accepted", "rejected", "edited"]
+OUTCOMES: tuple[Outcome, ...] = ("accepted", "rejected", "edited")
+MAX_COMMENT_CHARS = 2000
+_FIELDS = frozenset({"request_id", "outcome", "score", "retained_fraction", "comment"})
+_JSON = (b"content-type", b"application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One feedback post, validated."""
+
+    outcome: Outcome
+    score: float | None
+    """In [0, 1]."""
+    retained_fraction: float | None
+    """Share of the response the user kept, in [0, 1]."""
+    comment: str | None
+    """Free text: never a label, never logged."""
+
+    def __repr__(self) -> str:
+        # Keeps the comment out of logs and tracebacks that print the object.
+        comment = None if self.comment is None else f"<{len(self.comment)} chars>"
+        return (
+            f"Feedback(outcome={self.outcome!r}, score={self.score!r}, "
+            f"retained_fraction={self.retained_fraction!r}, comment={comment})"
+        )
+
+
+FeedbackSink = Callable[[Attribution, Feedback], None]
+"""Records one attributed feedback (updates metrics); expected not to raise."""
+
+
+def parse_feedback(body: bytes) -> tuple[str, Feedback]:
+    """The request-id token and the feedback of a body; MalformedRequestError naming the
+    bad field otherwise."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise MalformedRequestError("The feedback body is not valid UTF-8.") from None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequestError(
+            f"We could not parse the JSON body of your feedback ({exc.msg})."
+        ) from None
+    if not isinstance(parsed, dict):
+        raise MalformedRequestError("The feedback body must be a JSON object.")
+    unknown = sorted(set(parsed) - _FIELDS)
+    if unknown:
+        names = ", ".join(repr(name[:64]) for name in unknown[:5])
+        raise _invalid(
+            f"Unknown feedback field(s) {names}; the fields are request_id, outcome, score, "
+            "retained_fraction and comment."
+        )
+    token = parsed.get("request_id")
+    if token is None:
+        raise _invalid("'request_id' is required: the x-guardline-request-id of the call.")
+    if not isinstance(token, str) or not token:
+        raise _invalid("'request_id' must be a non-empty string.")
+    outcome = parsed.get("outcome")
+    if outcome is None:
+        raise _invalid("'outcome' is required: one of accepted, rejected, edited.")
+    if outcome not in OUTCOMES:
+        raise _invalid("'outcome' must be one of accepted, rejected, edited.")
+    comment = parsed.get("comment")
+    if comment is not None:
+        if not isinstance(comment, str):
+            raise _invalid("'comment' must be a string.")
+        if len(comment) > MAX_COMMENT_CHARS:
+            raise _invalid(f"'comment' is longer than {MAX_COMMENT_CHARS} characters.")
+    feedback = Feedback(
+        outcome=cast(Outcome, outcome),
+        score=_fraction(parsed, "score"),
+        retained_fraction=_fraction(parsed, "retained_fraction"),
+        comment=comment,
+    )
+    return token, feedback
+
+
+def _fraction(parsed: dict[str, Any], name: str) -> float | None:
+    value = parsed.get(name)
+    if value is None:
+        return None
+    # bool is an int to Python, not a number to a client.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid(f"'{name}' must be a number between 0 and 1.")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise _invalid(f"'{name}' must be between 0 and 1.")
+    return number
+
+
+def _invalid(message: str) -> MalformedRequestError:
+    return MalformedRequestError(message, code="invalid_feedback")
+
+
+class FeedbackEndpoint:
+    """Raw ASGI endpoint for ``POST /v1/feedback``.
+
+    Errors come in the caller's provider format (Anthropic's when the call carries
+    ``anthropic-version``, OpenAI's otherwise).
+    """
+
+    def __init__(
+        self, signer: RequestSigner, sink: FeedbackSink, *, max_body_bytes: int = 64 * 1024
+    ) -> None:
+        self._signer = signer
+        self._sink = sink
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: list[Header] = scope["headers"]
+        adapter = ADAPTERS[provider_for(scope["path"], headers)]
+        rid = request_id(headers)
+        try:
+            if scope["method"] != "POST":
+                raise _method_not_allowed(scope["method"])
+            body = await self._read_body(headers, receive)
+            if body is None:
+                return  # the client went away
+            token, feedback = parse_feedback(body)
+            attribution = self._signer.verify(token)
+            self._record(attribution, feedback)
+        except GuardlineError as err:
+            extra = [(b"allow", b"POST")] if err.status == 405 else []
+            await _answer(send, err.status, adapter.error_body(err, rid), rid, extra)
+            return
+        answer = orjson.dumps({"status": "accepted", "request_id": attribution.request_id})
+        await _answer(send, 202, answer, rid)
+
+    def _record(self, attribution: Attribution, feedback: Feedback) -> None:
+        try:
+            self._sink(attribution, feedback)
+        except Exception as exc:
+            # Neither the exception's text nor its traceback's source lines are logged:
+            # either could quote the comment. Where it was raised is enough to find it.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "feedback sink failed with %s at %s:%s in %s; feedback for request_id=%s "
+                "(route=%s model=%s app=%s outcome=%s) was not recorded",
+                type(exc).__name__,
+                where.filename,
+                where.lineno,
+                where.name,
+                attribution.request_id,
+                attribution.route,
+                attribution.model,
+                attribution.app,
+                feedback.outcome,
+            )
+            raise GuardlineError(
+                "Guardline could not record this feedback; please retry.", code="feedback_error"
+            ) from None
+
+    async def _read_body(self, headers: list[Header], receive: Receive) -> bytes | None:
+        """The body, or None when the client disconnected; BodyTooLargeError past the limit."""
+        limit = self._max_body_bytes
+        length = header_value(headers, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _too_large(limit)
+        parts: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(parts)
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, rid: str, extra: list[Header] | None = None
+) -> None:
+    # endpoint.send_error's response, rebuilt here: endpoint.py imports the proxy context,
+    # which imports telemetry, which imports this module.
+    headers = [_JSON, (REQUEST_ID, rid.encode()), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _method_not_allowed(method: str) -> RequestError:
+    # errors.py has no 405 class: this is the one place that answers it.
+    err = RequestError(f"/v1/feedback takes POST, not {method}.", code="method_not_allowed")
+    err.status = 405
+    return err
+
+
+def _too_large(limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(f"Feedback body is larger than the proxy's limit of {limit} bytes.")
