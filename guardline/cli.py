@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="send every route (OpenAI and Anthropic) to this base URL, e.g. the simulator",
     )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (default 1; above 1 needs Linux); each loads "
+        "its own detectors, and /metrics on any of them reports the sum over all",
+    )
     _common(serve)
 
     simulate = commands.add_parser(
@@ -129,6 +137,16 @@ def _simulator_options(parser: argparse.ArgumentParser, default_port: str | None
     parser.add_argument("--script", metavar="FILE", help="YAML rules {match, scenario|reply|fault}")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The named options the user actually gave (argparse leaves the rest None)."""
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
@@ -147,18 +165,22 @@ def _settings(args: argparse.Namespace, *, proxy: bool) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from guardline.proxy.app import create_app  # noqa: PLC0415 - keep --help fast
-    from guardline.server import bind, bound_url, make_server, run, serve_all  # noqa: PLC0415
-
     settings = _settings(args, proxy=True)
     if args.upstream:
         settings = with_upstream(settings, args.upstream)
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
+    if args.workers > 1:
+        from guardline.workers import serve_workers  # noqa: PLC0415 - keep --help fast
+
+        serve_workers(settings, args.workers)
+        return
+
+    from guardline.proxy.app import create_app  # noqa: PLC0415
+    from guardline.server import announce, bind, make_server, run, serve_all  # noqa: PLC0415
+
     sock = bind(settings.host, settings.port)  # before loading detectors: fail fast
     app = create_app(settings)
-    url = bound_url(sock)
-    log.info("guardline %s listening on %s", __version__, url)
-    log.info("OpenAI SDK base_url=%s/v1 · Anthropic SDK base_url=%s", url, url)
+    announce(sock)
     run(serve_all([(make_server(app, log_level=settings.log_level), sock)]))
 
 
@@ -167,7 +189,7 @@ def _simulate(args: argparse.Namespace) -> None:
     from guardline.simulator import create_simulator  # noqa: PLC0415
 
     settings = _settings(args, proxy=False)
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     sim = settings.simulator
     app = create_simulator(sim)
     sock = bind(sim.host, sim.port)
@@ -189,7 +211,7 @@ def _demo(args: argparse.Namespace) -> None:
     from guardline.simulator import create_simulator  # noqa: PLC0415
 
     settings = _settings(args, proxy=True)
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     sim_sock = bind(settings.simulator.host, args.sim_port)
     sim_url = bound_url(sim_sock)
     settings = with_upstream(settings, sim_url)
@@ -215,7 +237,7 @@ def _eval(args: argparse.Namespace) -> None:
     from guardline.evaluation.detectors import evaluate, table  # noqa: PLC0415
 
     settings = load_settings(args.config, _overrides(args, "log_level"))
-    configure("warning" if args.log_level is None else settings.log_level)
+    configure("warning" if args.log_level is None else settings.log_level, settings.log_format)
     report = evaluate(args.kind, Path(args.dataset), settings)
     print(json.dumps(report) if args.json else table(report))
 

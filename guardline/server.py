@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Coroutine, Generator
@@ -17,7 +18,10 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from guardline import __version__
 from guardline.errors import StartupError
+
+log = logging.getLogger("guardline")
 
 
 class _Server(uvicorn.Server):
@@ -44,6 +48,13 @@ def bind(host: str, port: int) -> socket.socket:
 def bound_url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def announce(sock: socket.socket) -> None:
+    """The startup lines people and scripts look for (the URL of a port 0 bind)."""
+    url = bound_url(sock)
+    log.info("guardline %s listening on %s", __version__, url)
+    log.info("OpenAI SDK base_url=%s/v1 · Anthropic SDK base_url=%s", url, url)
 
 
 def make_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:

@@ -355,6 +355,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    """One JSON object per line (with the request id), or plain text for a terminal."""
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=lambda: dict(_DEFAULT_UPSTREAMS))
     routes: tuple[RouteSettings, ...] = ()
     """Empty: each family goes to the one upstream of its provider."""

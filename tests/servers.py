@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from guardline.detectors.base import Detector
 from guardline.detectors.guardrails import Guardrails
 from guardline.detectors.registry import build_detectors
+from guardline.exporters.telemetry import Telemetry
 from guardline.proxy.app import create_app
 from guardline.proxy.context import ProxyContext
 from guardline.server import bind, bound_url, make_server
@@ -105,14 +106,17 @@ def default_detectors() -> dict[str, Detector]:
 
 @contextmanager
 def proxy(
-    settings: Settings, detectors: Mapping[str, Detector] | None = None
+    settings: Settings,
+    detectors: Mapping[str, Detector] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Iterator[Running[Any]]:
     """Guardline with ``settings``; detectors default to the shared default set when the
     settings' detector section is the default one."""
     if detectors is None and settings.detectors == DetectorsSettings():
         detectors = default_detectors()
     guardrails = Guardrails(settings, detectors)
-    with running(create_app(settings, guardrails=guardrails)) as server:
+    app = create_app(settings, guardrails=guardrails, telemetry=telemetry)
+    with running(app) as server:
         yield server
 
 

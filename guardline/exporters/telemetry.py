@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client.registry import Collector
 
 from guardline.detectors.base import Finding
 from guardline.exchange import Endpoint, Exchange, Outcome, Usage
@@ -27,6 +28,7 @@ from guardline.exporters import names as n
 from guardline.exporters.cost import PriceTable
 from guardline.exporters.labels import Labels
 from guardline.exporters.models import model_label
+from guardline.exporters.multiprocess import MergedCollector, SnapshotWriter, exposition
 from guardline.exporters.pipeline import Pipeline, build_pipeline
 from guardline.settings import TelemetrySettings
 
@@ -128,6 +130,19 @@ class OTelTelemetry:
         self.pipeline: Pipeline = build_pipeline(
             settings, metric_readers=metric_readers, span_exporters=span_exporters
         )
+        self._page: Collector | None = self.pipeline.registry
+        self._snapshots: SnapshotWriter | None = None
+        if self.pipeline.registry is not None and settings.multiprocess_dir is not None:
+            # Several workers: each leaves snapshots; any worker's page sums them all.
+            self._snapshots = SnapshotWriter(
+                settings.multiprocess_dir,
+                self.pipeline.registry,
+                interval=settings.snapshot_interval,
+            )
+            self._page = MergedCollector(
+                settings.multiprocess_dir, self.pipeline.registry, self._snapshots.name
+            )
+            self._snapshots.start()
         self.prices = prices or PriceTable.load(settings.prices_file)
         self.labels = Labels(settings.label_cap, settings.label_caps)
         meter = self.pipeline.meters.get_meter(n.INSTRUMENTATION_SCOPE, schema_url=n.SCHEMA_URL)
@@ -236,22 +251,25 @@ class OTelTelemetry:
             self._score.record(feedback.score, labels)
 
     def scrape(self) -> bytes | None:
-        registry = self.pipeline.registry
-        if registry is None:
+        if self._page is None:
             return None
-        from prometheus_client import generate_latest  # noqa: PLC0415
-
-        return generate_latest(registry)
+        return exposition(self._page)[0]
 
     def health(self) -> dict[str, Any]:
         return {
             "enabled": True,
             "exporters": self.pipeline.exporters,
             "traces": self._tracer is not None,
+            "workers_merged": self._snapshots is not None,
             "prices_as_of": self.prices.as_of,
         }
 
     def shutdown(self) -> None:
+        if self._snapshots is not None:
+            # Before the pipeline: its shutdown unregisters the collector the final
+            # snapshot reads, and this worker's totals would drop out of the sum.
+            self._snapshots.stop()
+            self._snapshots = None
         self.pipeline.shutdown()
 
     # internals ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from guardline import logs
 from guardline.disconnect import DisconnectWatch
 from guardline.errors import (
     BodyTooLargeError,
@@ -33,7 +34,6 @@ from guardline.proxy.guard import StreamGuard
 from guardline.proxy.headers import REQUEST_ID, client_headers, request_id, upstream_headers
 from guardline.proxy.inspection import FINDINGS_HEADER, Inspector, findings_header
 from guardline.proxy.relay import relay_events
-from guardline.proxy.signing import Attribution
 from guardline.proxy.transport import Body, Header, UpstreamResponse, header_value
 
 log = logging.getLogger("guardline.proxy")
@@ -125,6 +125,7 @@ class _Call:
         ctx = self.ctx
         exchange = self.exchange
         ctx.inflight += 1
+        logged_as = logs.request_id.set(exchange.request_id)
         try:
             await self._proxy()
         except asyncio.CancelledError as exc:
@@ -148,6 +149,7 @@ class _Call:
                     outputs = ["".join(outputs)]
                 content = await redacted_content(ctx.guardrails, self.input_texts, outputs)
             ctx.record(exchange, content)
+            logs.request_id.reset(logged_as)
 
     async def _proxy(self) -> None:
         ctx = self.ctx
@@ -295,16 +297,13 @@ class _Call:
         if exchange.endpoint not in _SCANNED:
             return exchange.request_id
         if exchange.signed_id is None:
-            exchange.signed_id = self.ctx.signer.sign(
-                Attribution(
-                    request_id=exchange.request_id,
-                    issued=int(time.time()),
-                    provider=exchange.provider,
-                    route=exchange.endpoint.value,
-                    model=exchange.model,
-                    app=exchange.app,
-                    upstream=exchange.upstream,
-                )
+            exchange.signed_id = self.ctx.signer.issue(
+                exchange.request_id,
+                provider=exchange.provider,
+                route=exchange.endpoint.value,
+                model=exchange.model,
+                app=exchange.app,
+                upstream=exchange.upstream,
             )
         return exchange.signed_id
 
