@@ -41,7 +41,7 @@ class LabelCap:
         return OTHER
 
 
-class Labels:
+class LabelCaps:
     """The capped labels, by name: ``model``, ``app``, ``category``, ``error_type``."""
 
     NAMES = ("model", "app", "category", "error_type")

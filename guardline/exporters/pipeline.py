@@ -1,4 +1,5 @@
-"""The OpenTelemetry SDK pipeline: meter and tracer providers, their readers and exporters.
+"""The OpenTelemetry pipeline: metric readers fed by Guardline's meters, the tracer
+provider, and their exporters.
 
 Metrics always feed a Prometheus reader (its own ``CollectorRegistry``, served on
 ``/metrics``); OTLP/HTTP push is added when an endpoint is configured, in settings or in
@@ -17,16 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 
 from guardline import __version__
-from guardline.exporters.names import INSTRUMENTS, SCHEMA_URL
+from guardline.exporters.meters import Meters
+from guardline.exporters.names import INSTRUMENTATION_SCOPE, SCHEMA_URL
 from guardline.settings import TelemetrySettings
 
 log = logging.getLogger("guardline.telemetry")
@@ -40,7 +41,8 @@ _OTLP_ENV = (
 
 @dataclass
 class Pipeline:
-    meters: MeterProvider
+    meters: Meters
+    readers: list[MetricReader]
     tracers: TracerProvider | None
     registry: CollectorRegistry | None
     """Where the Prometheus reader puts this process's metrics (None: /metrics off)."""
@@ -48,12 +50,15 @@ class Pipeline:
 
     def shutdown(self) -> None:
         # Flushes OTLP: the last interval's metrics and queued spans are pushed, not lost.
-        for provider in (self.tracers, self.meters):
-            if provider is not None:
+        closers: list[Any] = [self.tracers, *self.readers]
+        for closer in closers:
+            if closer is not None:
                 try:
-                    provider.shutdown()
+                    closer.shutdown()
                 except Exception:
                     log.exception("telemetry shutdown failed")
+        self.readers = []
+        self.tracers = None
 
 
 def otlp_endpoint(settings: TelemetrySettings) -> str | None:
@@ -109,18 +114,12 @@ def build_pipeline(
         )
         span_processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_at)))
         exporters.append(f"otlp ({'OTEL_* environment' if endpoint == 'env' else endpoint})")
-    views = [
-        View(
-            instrument_name=spec.name,
-            aggregation=ExplicitBucketHistogramAggregation(boundaries=spec.buckets),
-        )
-        for spec in INSTRUMENTS
-        if spec.buckets is not None
-    ]
-    meters = MeterProvider(metric_readers=readers, resource=resource, views=views)
+    meters = Meters(resource, InstrumentationScope(INSTRUMENTATION_SCOPE, __version__, SCHEMA_URL))
+    for reader in readers:
+        meters.attach(reader)
     tracers = None
     if span_processors:
         tracers = TracerProvider(resource=resource)
         for processor in span_processors:
             tracers.add_span_processor(processor)
-    return Pipeline(meters, tracers, registry, exporters)
+    return Pipeline(meters, readers, tracers, registry, exporters)

@@ -26,7 +26,8 @@ from guardline.detectors.base import Finding
 from guardline.exchange import Endpoint, Exchange, Outcome, Usage
 from guardline.exporters import names as n
 from guardline.exporters.cost import PriceTable
-from guardline.exporters.labels import Labels
+from guardline.exporters.labels import LabelCaps
+from guardline.exporters.meters import Labels
 from guardline.exporters.models import model_label
 from guardline.exporters.multiprocess import MergedCollector, SnapshotWriter, exposition
 from guardline.exporters.pipeline import Pipeline, build_pipeline
@@ -144,40 +145,29 @@ class OTelTelemetry:
             )
             self._snapshots.start()
         self.prices = prices or PriceTable.load(settings.prices_file)
-        self.labels = Labels(settings.label_cap, settings.label_caps)
-        meter = self.pipeline.meters.get_meter(n.INSTRUMENTATION_SCOPE, schema_url=n.SCHEMA_URL)
+        self.labels = LabelCaps(settings.label_cap, settings.label_caps)
         self._tracer = (
             self.pipeline.tracers.get_tracer(n.INSTRUMENTATION_SCOPE, schema_url=n.SCHEMA_URL)
             if self.pipeline.tracers is not None
             else None
         )
-
-        def histogram(spec: n.Instrument) -> Any:
-            return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
-
-        def counter(spec: n.Instrument) -> Any:
-            return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
-
-        self._duration = histogram(n.OPERATION_DURATION)
-        self._tokens = histogram(n.TOKEN_USAGE)
-        self._first_chunk = histogram(n.TIME_TO_FIRST_CHUNK)
-        self._per_chunk = histogram(n.TIME_PER_OUTPUT_CHUNK)
-        self._overhead = histogram(n.OVERHEAD)
-        self._requests = counter(n.REQUESTS)
-        self._findings = counter(n.FINDINGS)
-        self._actions = counter(n.ACTIONS)
-        self._cost = counter(n.COST)
-        self._unpriced = counter(n.UNPRICED)
-        self._estimated = counter(n.ESTIMATED_TOKENS)
-        self._feedback = counter(n.FEEDBACK)
-        self._retained = histogram(n.RETAINED)
-        self._score = histogram(n.SCORE)
-        self._signals = counter(n.SIGNALS)
-        self._streams = meter.create_up_down_counter(
-            n.ACTIVE_STREAMS.name,
-            unit=n.ACTIVE_STREAMS.unit,
-            description=n.ACTIVE_STREAMS.description,
-        )
+        meters = self.pipeline.meters
+        self._duration = meters.histogram(n.OPERATION_DURATION)
+        self._tokens = meters.histogram(n.TOKEN_USAGE)
+        self._first_chunk = meters.histogram(n.TIME_TO_FIRST_CHUNK)
+        self._per_chunk = meters.histogram(n.TIME_PER_OUTPUT_CHUNK)
+        self._overhead = meters.histogram(n.OVERHEAD)
+        self._requests = meters.counter(n.REQUESTS)
+        self._findings = meters.counter(n.FINDINGS)
+        self._actions = meters.counter(n.ACTIONS)
+        self._cost = meters.counter(n.COST)
+        self._unpriced = meters.counter(n.UNPRICED)
+        self._estimated = meters.counter(n.ESTIMATED_TOKENS)
+        self._feedback = meters.counter(n.FEEDBACK)
+        self._retained = meters.histogram(n.RETAINED)
+        self._score = meters.histogram(n.SCORE)
+        self._signals = meters.counter(n.SIGNALS)
+        self._streams = meters.counter(n.ACTIVE_STREAMS)
 
     # the proxy's calls ----------------------------------------------------------------
 
@@ -208,43 +198,42 @@ class OTelTelemetry:
     def finish(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
         labels = self._labels(exchange)
         done = exchange.done or time.perf_counter()
-        outcome = {**labels, n.OUTCOME: exchange.outcome.value}
         error = _error_type(exchange)
-        if error is not None:
-            outcome[n.ERROR_TYPE] = error
-        self._requests.add(1, outcome)
+        errored: Labels = ((n.ERROR_TYPE, error),) if error is not None else ()
+        self._requests.add(1, (*labels, (n.OUTCOME, exchange.outcome.value), *errored))
         self._overhead.record(_overhead(exchange, done), labels)
         usage = self._usage(exchange)
         cost = None
         operation = OPERATIONS.get(exchange.endpoint)
         if operation is not None:
-            genai = {**labels, n.OPERATION_NAME: operation}
-            if error is not None:
-                genai[n.ERROR_TYPE] = error
+            genai = (*labels, (n.OPERATION_NAME, operation), *errored)
             self._duration.record(done - exchange.received, genai)
             if exchange.stream and exchange.first_chunk is not None:
                 self._first_chunk.record(exchange.first_chunk - exchange.received, genai)
-                self._record_chunks(exchange, genai)
+                times = exchange.reply.chunk_times
+                self._per_chunk.record_many(
+                    [after - before for before, after in itertools.pairwise(times)], genai
+                )
             if usage is not None:
                 cost = self._record_usage(exchange, usage, genai)
             self._record_signals(exchange, labels)
         if exchange.findings:
             self._record_findings(exchange, labels)
         for action, count in exchange.actions.items():
-            self._actions.add(count, {**labels, n.ACTION: action})
-        if exchange.trace is not None or self._tracer is not None:
+            self._actions.add(count, (*labels, (n.ACTION, action)))
+        if self._tracer is not None:
             self._end_span(
                 exchange, usage=usage, cost=cost, error=error, done=done, content=content
             )
 
     def feedback(self, attribution: Attribution, feedback: Feedback) -> None:
-        labels = {
-            n.PROVIDER_NAME: attribution.provider,
-            n.ROUTE: attribution.route,
-            n.REQUEST_MODEL: self.labels.model(model_label(attribution.model)),
-            n.APP: self.labels.app(attribution.app or n.UNKNOWN),
-        }
-        self._feedback.add(1, {**labels, n.FEEDBACK_OUTCOME: feedback.outcome})
+        labels: Labels = (
+            (n.PROVIDER_NAME, attribution.provider),
+            (n.ROUTE, attribution.route),
+            (n.REQUEST_MODEL, self.labels.model(model_label(attribution.model))),
+            (n.APP, self.labels.app(attribution.app or n.UNKNOWN)),
+        )
+        self._feedback.add(1, (*labels, (n.FEEDBACK_OUTCOME, feedback.outcome)))
         if feedback.retained_fraction is not None:
             self._retained.record(feedback.retained_fraction, labels)
         if feedback.score is not None:
@@ -274,15 +263,15 @@ class OTelTelemetry:
 
     # internals ------------------------------------------------------------------------
 
-    def _labels(self, exchange: Exchange) -> dict[str, str]:
-        return {
-            n.PROVIDER_NAME: exchange.provider,
-            n.ROUTE: exchange.endpoint.value,
-            n.REQUEST_MODEL: self.labels.model(model_label(exchange.model)),
-            n.APP: self.labels.app(exchange.app or n.UNKNOWN),
-            n.UPSTREAM: exchange.upstream or n.UNKNOWN,
-            n.STREAM: "true" if exchange.stream else "false",
-        }
+    def _labels(self, exchange: Exchange) -> Labels:
+        return (
+            (n.PROVIDER_NAME, exchange.provider),
+            (n.ROUTE, exchange.endpoint.value),
+            (n.REQUEST_MODEL, self.labels.model(model_label(exchange.model))),
+            (n.APP, self.labels.app(exchange.app or n.UNKNOWN)),
+            (n.UPSTREAM, exchange.upstream or n.UNKNOWN),
+            (n.STREAM, "true" if exchange.stream else "false"),
+        )
 
     def _usage(self, exchange: Exchange) -> Usage | None:
         """The upstream's counts; an estimate (marked) only when it reported none for a
@@ -303,17 +292,12 @@ class OTelTelemetry:
             estimated=True,
         )
 
-    def _record_usage(
-        self, exchange: Exchange, usage: Usage, genai: dict[str, str]
-    ) -> float | None:
-        estimated = "true" if usage.estimated else "false"
-        self._tokens.record(
-            usage.input_tokens, {**genai, n.TOKEN_TYPE: n.TOKEN_INPUT, n.ESTIMATED: estimated}
-        )
+    def _record_usage(self, exchange: Exchange, usage: Usage, genai: Labels) -> float | None:
+        estimated = (n.ESTIMATED, "true" if usage.estimated else "false")
+        self._tokens.record(usage.input_tokens, (*genai, (n.TOKEN_TYPE, n.TOKEN_INPUT), estimated))
         if exchange.endpoint is not Endpoint.EMBEDDINGS:
             self._tokens.record(
-                usage.output_tokens,
-                {**genai, n.TOKEN_TYPE: n.TOKEN_OUTPUT, n.ESTIMATED: estimated},
+                usage.output_tokens, (*genai, (n.TOKEN_TYPE, n.TOKEN_OUTPUT), estimated)
             )
         if usage.estimated:
             self._estimated.add(1, genai)
@@ -328,16 +312,10 @@ class OTelTelemetry:
                     model_label(model),
                 )
             return None
-        self._cost.add(cost, {**genai, n.ESTIMATED: estimated})
+        self._cost.add(cost, (*genai, estimated))
         return cost
 
-    def _record_chunks(self, exchange: Exchange, genai: dict[str, str]) -> None:
-        times = exchange.reply.chunk_times
-        record = self._per_chunk.record
-        for before, after in itertools.pairwise(times):
-            record(after - before, genai)
-
-    def _record_signals(self, exchange: Exchange, labels: dict[str, str]) -> None:
+    def _record_signals(self, exchange: Exchange, labels: Labels) -> None:
         reply = exchange.reply
         signals = []
         if exchange.regenerated:
@@ -350,9 +328,9 @@ class OTelTelemetry:
             if reply.empty and exchange.endpoint is not Endpoint.EMBEDDINGS:
                 signals.append("empty")
         for signal in signals:
-            self._signals.add(1, {**labels, n.SIGNAL: signal})
+            self._signals.add(1, (*labels, (n.SIGNAL, signal)))
 
-    def _record_findings(self, exchange: Exchange, labels: dict[str, str]) -> None:
+    def _record_findings(self, exchange: Exchange, labels: Labels) -> None:
         counts: dict[tuple[str, str, str, str, str], int] = {}
         for finding in exchange.findings:
             key = (
@@ -366,14 +344,14 @@ class OTelTelemetry:
         for (detector, category, direction, action, detail), count in counts.items():
             self._findings.add(
                 count,
-                {
-                    **labels,
-                    n.DETECTOR: detector,
-                    n.CATEGORY: category,
-                    n.DIRECTION: direction,
-                    n.ACTION: action,
-                    n.DETAIL: detail,
-                },
+                (
+                    *labels,
+                    (n.DETECTOR, detector),
+                    (n.CATEGORY, category),
+                    (n.DIRECTION, direction),
+                    (n.ACTION, action),
+                    (n.DETAIL, detail),
+                ),
             )
 
     def _end_span(
@@ -454,8 +432,8 @@ def _span_name(exchange: Exchange) -> str:
     return f"{operation} {model_label(exchange.model)}" if exchange.model else operation
 
 
-def _stream_labels(exchange: Exchange) -> dict[str, str]:
-    return {n.PROVIDER_NAME: exchange.provider, n.ROUTE: exchange.endpoint.value}
+def _stream_labels(exchange: Exchange) -> Labels:
+    return ((n.PROVIDER_NAME, exchange.provider), (n.ROUTE, exchange.endpoint.value))
 
 
 def _error_type(exchange: Exchange) -> str | None:
