@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors clean
+.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors bench-telemetry clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: $(STAMP)  ## overhead benchmark: direct vs through Guardline (~5 min)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py --quick
+
+bench-telemetry: $(STAMP)  ## telemetry off / on / on with OTLP, against a direct call (~4 min)
+	$(BIN)/python benchmarks/telemetry.py
 
 bench-detectors: $(STAMP)  ## detector throughput, stream-guard cost, guard-mode time to first token
 	$(BIN)/python benchmarks/detectors.py

@@ -289,6 +289,9 @@ class AccessKeySettings(_Model):
     """The application this key belongs to (for per-application policies)."""
 
 
+CappedLabel = Literal["model", "app", "category", "error_type"]
+
+
 class TelemetrySettings(_Model):
     """OpenTelemetry traces and metrics. OTLP push also honours the standard ``OTEL_*``
     environment (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...)."""
@@ -311,7 +314,7 @@ class TelemetrySettings(_Model):
     """Record prompt and response text on spans, redacted by the PII detector. Off by default."""
     label_cap: PositiveInt = 50
     """Distinct values kept per metric label (model, app, upstream); later ones become ``other``."""
-    label_caps: dict[str, PositiveInt] = Field(default_factory=dict)
+    label_caps: dict[CappedLabel, PositiveInt] = Field(default_factory=dict)
     """Per-label overrides of ``label_cap``, e.g. ``{model: 200}``."""
     prices_file: Path | None = None
     """YAML price table (USD per million tokens) merged over the shipped one."""

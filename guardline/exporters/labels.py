@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from guardline.exporters.names import OTHER
+from guardline.settings import CappedLabel
 
 log = logging.getLogger("guardline.telemetry")
 
@@ -44,9 +45,7 @@ class LabelCap:
 class LabelCaps:
     """The capped labels, by name: ``model``, ``app``, ``category``, ``error_type``."""
 
-    NAMES = ("model", "app", "category", "error_type")
-
-    def __init__(self, default_cap: int, caps: Mapping[str, int]) -> None:
+    def __init__(self, default_cap: int, caps: Mapping[CappedLabel, int]) -> None:
         self.model = LabelCap("model", caps.get("model", default_cap))
         self.app = LabelCap("app", caps.get("app", default_cap))
         self.category = LabelCap("category", caps.get("category", max(default_cap, 200)))

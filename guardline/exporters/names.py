@@ -19,7 +19,7 @@ SEMCONV_VERSION = "1.44.0"
 SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
 INSTRUMENTATION_SCOPE = "guardline"
 
-Kind = Literal["counter", "histogram", "updown"]
+Kind = Literal["counter", "histogram", "updown", "gauge"]
 
 # Recommended bucket boundaries from the GenAI metric conventions.
 DURATION_BUCKETS = (
@@ -141,6 +141,10 @@ SIGNALS = Instrument(
     "guardline.response.signals", "counter", "{response}",
     "Implicit quality signals seen by the proxy: regenerated, truncated, refusal, empty.",
 )  # fmt: skip
+DETECTOR_BACKEND = Instrument(
+    "guardline.detector.backend", "gauge", "1",
+    "Which backend each detector runs (value 1), so a dashboard shows what is active.",
+)  # fmt: skip
 
 INSTRUMENTS: tuple[Instrument, ...] = (
     OPERATION_DURATION,
@@ -159,6 +163,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     RETAINED,
     SCORE,
     SIGNALS,
+    DETECTOR_BACKEND,
 )
 
 # -- attributes ----------------------------------------------------------------------------
@@ -189,6 +194,7 @@ DETECTOR = "guardline.detector"  # label
 CATEGORY = "guardline.category"  # label, capped
 DIRECTION = "guardline.direction"  # label: request / response
 ACTION = "guardline.action"  # label: flag / redact / block
+BACKEND = "guardline.detector.backend"  # label: the backend a detector runs
 DETAIL = "guardline.finding.detail"  # label, capped: e.g. nurse:she for skew panels; "" if none
 FEEDBACK_OUTCOME = "guardline.feedback.outcome"  # label: accepted / rejected / edited
 SIGNAL = "guardline.signal"  # label: one of SIGNAL_VALUES

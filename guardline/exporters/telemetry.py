@@ -12,7 +12,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
@@ -73,6 +73,10 @@ class Telemetry(Protocol):
 
     def feedback(self, attribution: Attribution, feedback: Feedback) -> None: ...
 
+    def detectors(self, backends: Mapping[str, str]) -> None:
+        """Report which backend each detector runs."""
+        ...
+
     def scrape(self) -> bytes | None:
         """The Prometheus text exposition, or None when ``/metrics`` is off."""
         ...
@@ -101,6 +105,9 @@ class NullTelemetry:
         return None
 
     def feedback(self, attribution: Attribution, feedback: Feedback) -> None:
+        return None
+
+    def detectors(self, backends: Mapping[str, str]) -> None:
         return None
 
     def scrape(self) -> bytes | None:
@@ -199,7 +206,7 @@ class OTelTelemetry:
         labels = self._labels(exchange)
         done = exchange.done or time.perf_counter()
         error = _error_type(exchange)
-        errored: Labels = ((n.ERROR_TYPE, error),) if error is not None else ()
+        errored: Labels = ((n.ERROR_TYPE, self.labels.error_type(error)),) if error else ()
         self._requests.add(1, (*labels, (n.OUTCOME, exchange.outcome.value), *errored))
         self._overhead.record(_overhead(exchange, done), labels)
         usage = self._usage(exchange)
@@ -238,6 +245,12 @@ class OTelTelemetry:
             self._retained.record(feedback.retained_fraction, labels)
         if feedback.score is not None:
             self._score.record(feedback.score, labels)
+
+    def detectors(self, backends: Mapping[str, str]) -> None:
+        values: dict[Labels, float] = {
+            ((n.DETECTOR, name), (n.BACKEND, backend)): 1.0 for name, backend in backends.items()
+        }
+        self.pipeline.meters.gauge(n.DETECTOR_BACKEND, lambda: values)
 
     def scrape(self) -> bytes | None:
         if self._page is None:

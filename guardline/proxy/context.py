@@ -36,6 +36,9 @@ class ProxyContext:
                 OTelTelemetry(settings.telemetry) if settings.telemetry.enabled else NullTelemetry()
             )
         self.telemetry = telemetry
+        telemetry.detectors(
+            {name: d.backend for name, d in self.guardrails.scanner.detectors.items()}
+        )
         self.signer = RequestSigner.from_settings(settings.feedback)
         feedback = settings.feedback
         self.conversations = Conversations(

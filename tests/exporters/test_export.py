@@ -121,6 +121,7 @@ def test_metrics_page_has_the_documented_names(gw: Running[Any]) -> None:
         n.RETAINED,
         n.SCORE,
         n.SIGNALS,
+        n.DETECTOR_BACKEND,
     }
     for spec in expected:
         missing = set(spec.samples) - samples
@@ -131,6 +132,13 @@ def test_metrics_page_has_the_documented_names(gw: Running[Any]) -> None:
     assert {"gen_ai_request_model", "gen_ai_provider_name", "guardline_outcome"} <= labels
     assert {"error_type"} <= labels
     assert "target_info" in families
+    backends = {
+        s.labels["guardline_detector"]: s.labels["guardline_detector_backend"]
+        for s in families[n.DETECTOR_BACKEND.prometheus].samples
+    }
+    health = httpx.get(gw.url + "/healthz").json()["detectors"]
+    assert backends == {name: d["backend"] for name, d in health.items()}
+    assert backends["toxicity"].startswith("linear")
 
 
 def test_metrics_can_be_switched_off(sim: Running[Simulator]) -> None:
@@ -156,8 +164,7 @@ def test_otlp_export_reaches_a_receiver(
         names = eventually(collector.app.metric_names)
         assert {n.OPERATION_DURATION.name, n.REQUESTS.name, n.TOKEN_USAGE.name} <= names
         tracers = context_of(gw).telemetry.pipeline.tracers  # type: ignore[attr-defined]
-        tracers.force_flush()
-        spans = eventually(collector.app.spans)
+        spans = eventually(lambda: tracers.force_flush() and collector.app.spans())
         assert "chat gpt-4o-mini" in {span.name for span in spans}
 
 
@@ -168,6 +175,9 @@ def test_otlp_endpoint_from_the_standard_environment(
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
     with proxy(proxy_settings(sim.url)) as gw:
         openai_client(gw.url).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        context_of(gw).telemetry.shutdown()  # flushes both signals
+        telemetry: Any = context_of(gw).telemetry
+        # Recorded just after the client has its answer; then flush both signals.
+        assert eventually(lambda: n.REQUESTS.name in telemetry.pipeline.meters.collect().to_json())
+        telemetry.shutdown()
         assert n.REQUESTS.name in collector.app.metric_names()
         assert collector.app.spans()
