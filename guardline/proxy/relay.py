@@ -83,7 +83,7 @@ class _Relay:
                 try:  # deliver what arrived, once cleared, before saying what went wrong
                     tail = await self.guard.finish()
                     if tail:
-                        await self.down.body(tail)
+                        await self.down.body(self._out(tail))
                 except (GuardrailBlockedError, GuardrailError) as stopped:
                     failure = stopped
             await self._end_with_error(failure)
@@ -113,7 +113,7 @@ class _Relay:
                 if seen is not None:
                     cleared = await guard.feed(seen, state.last)
                     if cleared:  # out as soon as cleared, even mid-chunk
-                        await self.down.body(cleared)
+                        await self.down.body(self._out(cleared))
                 if state.terminal:
                     break
         self.exchange.upstream_done = time.perf_counter()
@@ -132,8 +132,13 @@ class _Relay:
                 ref.get() for _, ref in self.adapter.event_texts(self.endpoint, event, data)
             ]
         if self.exchange.strip_usage:
-            return self.adapter.without_usage(event, data)
+            if self.adapter.usage_only(data):
+                return None
+            data.pop("usage", None)  # so a guard that re-renders the event leaves it out
         return event
+
+    def _out(self, payload: bytes) -> bytes:
+        return self.adapter.strip_usage(payload) if self.exchange.strip_usage else payload
 
     async def _forward(self, events: list[SSEEvent], guard: StreamGuard | None, now: float) -> None:
         """Nothing held: the events go out first; monitor-mode scanning looks after."""
@@ -148,7 +153,7 @@ class _Relay:
                     break
         finally:
             if seen:
-                await self.down.body(b"".join(event.raw for event, _ in seen))
+                await self.down.body(self._out(b"".join(event.raw for event, _ in seen)))
         if guard is not None:
             for event, data in seen:
                 await guard.feed(event, data)

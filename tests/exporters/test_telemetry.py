@@ -98,16 +98,16 @@ def test_streaming_chat_span_and_metrics(obs: Observed) -> None:
 
 
 def test_stream_of_a_client_that_did_not_ask_has_no_usage_chunk(obs: Observed) -> None:
-    client = openai_client(obs.url)
-    chunks = list(
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
-    )
-    assert all(c.usage is None for c in chunks)
-    assert all(c.choices for c in chunks)  # the usage-only chunk has none
-    raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True
-    )
-    body = b"".join(raw.http_response.iter_bytes())
+    with openai_client(obs.url) as client:
+        chunks = list(
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        )
+        assert all(c.usage is None for c in chunks)
+        assert all(c.choices for c in chunks)  # the usage-only chunk has none
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+        body = b"".join(raw.http_response.iter_bytes())
     assert b'"usage"' not in body
 
 
@@ -299,3 +299,26 @@ def test_truncation_signal(obs: Observed) -> None:
     )
     assert eventually(lambda: obs.total(n.SIGNALS, **{n.SIGNAL: "truncated"}) == 1)
     assert obs.total(n.SIGNALS, **{n.SIGNAL: "empty"}) == 0
+
+
+def test_guarded_stream_of_a_client_that_did_not_ask_has_no_usage(
+    sim: Running[Simulator],
+) -> None:
+    """Guard mode re-renders the events it redacts: they too come out without usage."""
+    settings = proxy_settings(
+        sim.url, policy={"response": {"pii": {"mode": "guard", "action": "redact"}}}
+    )
+    with observed(settings) as obs:
+        with openai_client(obs.url) as client:
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                stream=True,
+                extra_headers={"x-sim-scenario": "pii"},
+            )
+            body = b"".join(raw.http_response.iter_bytes())
+        assert b"<EMAIL_ADDRESS>" in body  # redacted, so events were re-rendered
+        assert b'"usage"' not in body
+        span = _one_span(obs)
+        assert span.attributes[n.ESTIMATED] is False
+        assert span.attributes[n.USAGE_OUTPUT_TOKENS] > 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from guardline.exchange import Endpoint, Reply
 from guardline.proxy.adapters import ADAPTERS
-from guardline.proxy.sse import SSEEvent
 
 OPENAI = ADAPTERS["openai"]
 ANTHROPIC = ADAPTERS["anthropic"]
@@ -101,19 +100,16 @@ def test_anthropic_stream_usage_sums_cache_reads_and_writes_into_input() -> None
     assert reply.chunk_times == [2.0]
 
 
-def test_the_usage_chunk_is_dropped_and_null_usage_cut_only_when_asked_for_them() -> None:
-    usage_chunk = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3}}\n\n'
-    content = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"}}],"usage":null}\n\n'
-    last = SSEEvent(content, None, None)  # a chunk with choices and usage is the client's too
-    assert OPENAI.without_usage(last, {"choices": [{}], "usage": {"prompt_tokens": 3}}) is last
-    assert (
-        OPENAI.without_usage(
-            SSEEvent(usage_chunk, None, None), {"choices": [], "usage": {"prompt_tokens": 3}}
-        )
-        is None
+def test_usage_chunk_and_null_usage_are_recognised_and_cut() -> None:
+    assert OPENAI.usage_only({"id": "c", "choices": [], "usage": {"prompt_tokens": 3}})
+    assert not OPENAI.usage_only({"choices": [{"index": 0}], "usage": {"prompt_tokens": 3}})
+    assert not OPENAI.usage_only({"choices": [{"index": 0}], "usage": None})
+    assert not ANTHROPIC.usage_only({"type": "message_delta", "usage": {"output_tokens": 3}})
+    run = (
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"say \\",\\"usage\\":null"}}],'
+        b'"usage":null}\n\n'
     )
-    data = {"id": "c", "choices": [{"index": 0}], "usage": None}
-    out = OPENAI.without_usage(SSEEvent(content, None, None), data)
-    assert out is not None
-    assert out.raw == b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
-    assert "usage" not in data
+    assert OPENAI.strip_usage(run) == (
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"say \\",\\"usage\\":null"}}]}'
+        b"\n\n"
+    )

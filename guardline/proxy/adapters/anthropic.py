@@ -156,8 +156,11 @@ class AnthropicAdapter:
             if isinstance(delta, dict):
                 _stop(delta.get("stop_reason"), reply)
 
-    def without_usage(self, event: SSEEvent, data: dict[str, Any]) -> SSEEvent | None:
-        return event  # Anthropic streams always report usage; Guardline never asks
+    def usage_only(self, data: dict[str, Any]) -> bool:
+        return False  # Anthropic streams always report usage; Guardline never asks
+
+    def strip_usage(self, payload: bytes) -> bytes:
+        return payload
 
 
 def _str(value: Any) -> str | None:

@@ -145,9 +145,14 @@ class Adapter(Protocol):
         """The same, accumulated over a stream's events (``now``: when this one arrived)."""
         ...
 
-    def without_usage(self, event: SSEEvent, data: dict[str, Any]) -> SSEEvent | None:
-        """``event`` as a client that did not ask for stream usage would have received it:
-        None for the usage-only chunk. Only called when Guardline asked on its behalf."""
+    def usage_only(self, data: dict[str, Any]) -> bool:
+        """Whether a stream event is the usage chunk Guardline asked for on a client's
+        behalf (it is dropped for that client)."""
+        ...
+
+    def strip_usage(self, payload: bytes) -> bytes:
+        """Stream bytes as a client that did not ask for usage would have received them
+        (the rest of what asking adds). Applied to whole runs of events, not each one."""
         ...
 
     def splittable(self, endpoint: Endpoint) -> bool:

@@ -253,20 +253,13 @@ class OpenAIAdapter:
             reply.output_chars += produced
             reply.chunk_times.append(now)
 
-    def without_usage(self, event: SSEEvent, data: dict[str, Any]) -> SSEEvent | None:
-        if "usage" not in data:
-            return event
-        if data["usage"] is not None and not data.get("choices"):
-            return None  # the usage-only chunk the client did not ask for
-        if data["usage"] is None:
-            # Asking for usage adds "usage":null to every chunk; a client that did not ask
-            # never saw that field. The bytes are compact JSON, so a plain cut is exact.
-            del data["usage"]
-            raw = event.raw
-            for cut in (b',"usage":null', b'"usage":null,'):
-                if cut in raw:
-                    return SSEEvent(raw.replace(cut, b"", 1), event.event, event.data)
-        return event
+    def usage_only(self, data: dict[str, Any]) -> bool:
+        return data.get("usage") is not None and not data.get("choices")
+
+    def strip_usage(self, payload: bytes) -> bytes:
+        # Asking for usage adds "usage":null to every chunk. The events are compact JSON, and
+        # inside a string the quote would be escaped (\"), so this cut never touches text.
+        return payload.replace(b',"usage":null', b"")
 
 
 def _str(value: Any) -> str | None:
