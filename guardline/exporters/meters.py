@@ -88,6 +88,7 @@ class Meters:
         self._lock = threading.Lock()
         self._series: list[_Series] = []
         self._gauges: list[tuple[Instrument, Callable[[], dict[Labels, float]]]] = []
+        self._hooks: list[Callable[[], None]] = []
         self._started = time.time_ns()
 
     def counter(self, spec: Instrument) -> Counter:
@@ -104,6 +105,10 @@ class Meters:
         """A gauge read at collection time (``observe`` returns the current values)."""
         self._gauges.append((spec, observe))
 
+    def before_collect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` before each collection (to record what is still batched)."""
+        self._hooks.append(hook)
+
     def attach(self, reader: otel.MetricReader) -> None:
         """Make this the reader's source, as a MeterProvider would."""
         reader._set_collect_callback(self._collect)
@@ -114,6 +119,8 @@ class Meters:
         return self.collect()
 
     def collect(self) -> otel.MetricsData:
+        for hook in self._hooks:
+            hook()
         now = time.time_ns()
         start = self._started
         metrics: list[otel.Metric] = []
