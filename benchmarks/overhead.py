@@ -108,6 +108,26 @@ def _load(
     return result
 
 
+def _load_measured(
+    process: psutil.Process,
+    url: str,
+    scenario: Scenario,
+    *,
+    duration: float,
+    warmup: float,
+    cpu: int | None,
+) -> dict[str, Any]:
+    """``_load``, plus the proxy process's CPU per request (``proxy_cpu_us_per_request``)."""
+    before = process.cpu_times()
+    result = _load(url, scenario, duration, warmup, cpu)
+    after = process.cpu_times()
+    # The proxy's CPU over the whole run (warm-up included) per request sent in it.
+    used = (after.user + after.system) - (before.user + before.system)
+    sent = len(result["latencies"]) * (1 + warmup / duration)
+    result["proxy_cpu_us_per_request"] = used / max(sent, 1) * 1e6
+    return result
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
@@ -206,14 +226,14 @@ def main() -> None:
             raw[scenario.name] = {
                 "direct": _load(sim_url, scenario, args.duration, args.warmup, load_cpu)
             }
-            before = guardline.cpu_times()
-            result = _load(proxy_url, scenario, args.duration, args.warmup, load_cpu)
-            after = guardline.cpu_times()
-            # Guardline's CPU over the whole run (warm-up included) per request sent in it.
-            cpu = (after.user + after.system) - (before.user + before.system)
-            sent = len(result["latencies"]) * (1 + args.warmup / args.duration)
-            result["proxy_cpu_us_per_request"] = cpu / max(sent, 1) * 1e6
-            raw[scenario.name]["guardline"] = result
+            raw[scenario.name]["guardline"] = _load_measured(
+                guardline,
+                proxy_url,
+                scenario,
+                duration=args.duration,
+                warmup=args.warmup,
+                cpu=load_cpu,
+            )
             print(f"  done: {scenario.name}", file=sys.stderr)
     print(_report(raw, latency, saturation, args, pin))
     if args.json:

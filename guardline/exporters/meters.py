@@ -58,25 +58,42 @@ class Histogram(_Series):
         self.bounds: tuple[float, ...] = spec.buckets or ()
 
     def record(self, value: float, labels: Labels) -> None:
-        self.record_many((value,), labels)
+        if not value >= 0:  # negative or NaN: ignored, as the SDK does
+            return
+        index = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            state = self.data.get(labels)
+            if state is None:
+                counts = [0] * (len(self.bounds) + 1)
+                counts[index] = 1
+                self.data[labels] = [counts, value, 1, value, value]
+                return
+            state[0][index] += 1
+            state[1] += value
+            state[2] += 1
+            if value < state[3]:
+                state[3] = value
+            elif value > state[4]:
+                state[4] = value
 
     def record_many(self, values: Sequence[float], labels: Labels) -> None:
         """Several values of one series under one lock (a stream's chunk gaps)."""
-        bounds = self.bounds
+        valid = [v for v in values if v >= 0]  # negative or NaN: ignored, as the SDK does
+        if not valid:
+            return
+        bounds, find = self.bounds, bisect.bisect_left
         with self._lock:
             state = self.data.get(labels)
             if state is None:
                 state = self.data[labels] = [[0] * (len(bounds) + 1), 0.0, 0, math.inf, -math.inf]
             counts = state[0]
-            for value in values:
-                if not value >= 0:  # negative or NaN: ignored, as the SDK does
-                    continue
+            for value in valid:
                 # OpenTelemetry buckets are (previous bound, bound]: bisect_left finds it.
-                counts[bisect.bisect_left(bounds, value)] += 1
-                state[1] += value
-                state[2] += 1
-                state[3] = min(state[3], value)
-                state[4] = max(state[4], value)
+                counts[find(bounds, value)] += 1
+            state[1] += sum(valid)
+            state[2] += len(valid)
+            state[3] = min(state[3], *valid)
+            state[4] = max(state[4], *valid)
 
 
 class Meters:

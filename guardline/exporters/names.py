@@ -141,6 +141,10 @@ SIGNALS = Instrument(
     "guardline.response.signals", "counter", "{response}",
     "Implicit quality signals seen by the proxy: regenerated, truncated, refusal, empty.",
 )  # fmt: skip
+RECORDING_CPU = Instrument(
+    "guardline.telemetry.cpu", "counter", "s",
+    "CPU time Guardline spent recording telemetry (its own cost, measured on its thread).",
+)  # fmt: skip
 DETECTOR_BACKEND = Instrument(
     "guardline.detector.backend", "gauge", "1",
     "Which backend each detector runs (value 1), so a dashboard shows what is active.",
@@ -163,6 +167,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     RETAINED,
     SCORE,
     SIGNALS,
+    RECORDING_CPU,
     DETECTOR_BACKEND,
 )
 

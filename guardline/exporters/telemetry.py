@@ -9,6 +9,7 @@ come from bounded sets only (see ``labels``); message content is never a label.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -183,6 +184,7 @@ class OTelTelemetry:
         self._score = meters.histogram(n.SCORE)
         self._signals = meters.counter(n.SIGNALS)
         self._streams = meters.counter(n.ACTIVE_STREAMS)
+        self._recording_cpu = meters.counter(n.RECORDING_CPU)
 
     # the proxy's calls ----------------------------------------------------------------
 
@@ -228,11 +230,15 @@ class OTelTelemetry:
         with self._pending_lock:
             pending, self._pending = self._pending, []
             self._scheduled = False
+        if not pending:
+            return
+        started = time.thread_time()
         for exchange, content in pending:
             try:
                 self._record(exchange, content)
             except Exception:
                 log.exception("telemetry failed to record request %s", exchange.request_id)
+        self._recording_cpu.add(time.thread_time() - started, ())
 
     def _record(self, exchange: Exchange, content: tuple[str, str] | None) -> None:
         done = exchange.done or time.perf_counter()
@@ -526,8 +532,13 @@ def _span_name(exchange: Exchange) -> str:
     return f"{operation} {model_label(exchange.model)}" if exchange.model else operation
 
 
+@functools.lru_cache(maxsize=64)
+def _stream_key(provider: str, endpoint: Endpoint) -> Labels:
+    return ((n.PROVIDER_NAME, provider), (n.ROUTE, endpoint.value))
+
+
 def _stream_labels(exchange: Exchange) -> Labels:
-    return ((n.PROVIDER_NAME, exchange.provider), (n.ROUTE, exchange.endpoint.value))
+    return _stream_key(exchange.provider, exchange.endpoint)
 
 
 def _error_type(exchange: Exchange) -> str | None:

@@ -134,7 +134,8 @@ class _Relay:
         if self.exchange.strip_usage:
             if self.adapter.usage_only(data):
                 return None
-            data.pop("usage", None)  # so a guard that re-renders the event leaves it out
+            if self.guard is not None:
+                data.pop("usage", None)  # so an event the guard re-renders leaves it out
         return event
 
     def _out(self, payload: bytes) -> bytes:

@@ -121,6 +121,7 @@ def test_metrics_page_has_the_documented_names(gw: Running[Any]) -> None:
         n.RETAINED,
         n.SCORE,
         n.SIGNALS,
+        n.RECORDING_CPU,
         n.DETECTOR_BACKEND,
     }
     for spec in expected:
