@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": _iso(record.created),
+            "time": iso_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": scrub(record.getMessage()),
@@ -88,7 +88,8 @@ class TextFormatter(logging.Formatter):
         return f"{line} request_id={rid}" if rid and "request_id=" not in line else line
 
 
-def _iso(created: float) -> str:
+def iso_time(created: float) -> str:
+    """``2026-11-21T10:30:47.101Z`` for a Unix time."""
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 

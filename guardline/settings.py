@@ -340,6 +340,26 @@ class FeedbackSettings(_Model):
     """Conversations remembered (hashes only) for regeneration detection."""
 
 
+class SampleRouteSettings(_Model):
+    enabled: bool | None = None
+    baseline_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class SamplesSettings(_Model):
+    """Samples for offline evaluation: every flagged exchange, a random baseline of the
+    others, and exchanges whose feedback was ``rejected``; PII-redacted before any sink.
+    (Work in progress for [4/7]: selection and records exist; the proxy does not emit
+    samples yet.)"""
+
+    enabled: bool = True
+    baseline_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of unflagged exchanges kept, so datasets show what normal looks like."""
+    routes: dict[str, SampleRouteSettings] = Field(default_factory=dict)
+    """Per-route overrides by endpoint name, e.g. ``{embeddings: {enabled: false}}``."""
+    export_raw_text_including_pii: bool = False
+    """Write prompts and responses WITHOUT redaction. Only for data that may hold PII."""
+
+
 _DEFAULT_UPSTREAMS = {
     "openai": UpstreamSettings(provider="openai", base_url="https://api.openai.com/v1"),
     "anthropic": UpstreamSettings(provider="anthropic", base_url="https://api.anthropic.com"),
@@ -374,6 +394,7 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    samples: SamplesSettings = SamplesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,7 +1,9 @@
-"""Message content for spans, when ``telemetry.record_content`` is on: PII-redacted first.
+"""Text that leaves Guardline besides the call itself, PII-redacted first: message content
+for spans (when ``telemetry.record_content`` is on) and sample records.
 
-Shaped as the GenAI conventions' ``gen_ai.input.messages`` / ``gen_ai.output.messages``
-JSON (one message of text parts per direction; roles are not tracked by the proxy).
+Span content is shaped as the GenAI conventions' ``gen_ai.input.messages`` and
+``gen_ai.output.messages`` JSON (one message of text parts per direction; roles are not
+tracked by the proxy).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from guardline.detectors.base import Direction
 from guardline.detectors.guardrails import Guardrails
 
 PII = "pii"
+WITHHELD = "<TEXT_WITHHELD: could not be checked for PII>"
 
 
 async def redacted_content(
@@ -29,7 +32,7 @@ async def redacted_content(
         ("response", output_texts),
     )
     for direction, texts in sides:
-        parts = [await _redact(guardrails, text, direction) for text in texts if text]
+        parts = [await redact(guardrails, text, direction) for text in texts if text]
         role = "user" if direction == "request" else "assistant"
         message = {"role": role, "parts": [{"type": "text", "content": p} for p in parts]}
         role_texts.append(orjson.dumps([message]).decode())
@@ -39,5 +42,19 @@ async def redacted_content(
 async def _redact(guardrails: Guardrails, text: str, direction: Direction) -> str:
     scan = await guardrails.scanner.scan(text, (PII,), direction)
     if scan.errors:
-        return "<REDACTION_FAILED>"  # never the raw text
+        return WITHHELD  # never the raw text
     return guardrails.redactor.apply(text, scan.findings) if scan.findings else text
+
+
+async def redact(guardrails: Guardrails, text: str, direction: Direction) -> str:
+    """``text`` with PII replaced, then scanned once more as it is about to leave; anything
+    still found (a value the replacement exposed or joined) is replaced too, and text
+    that a third pass would still change is withheld. Withheld without a PII detector."""
+    if PII not in guardrails.scanner.detectors:
+        return WITHHELD
+    for _ in range(2):
+        redacted = await _redact(guardrails, text, direction)
+        if redacted == text:
+            return text
+        text = redacted
+    return text if await _redact(guardrails, text, direction) == text else WITHHELD
