@@ -54,19 +54,48 @@ _APP_OK = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 _KNOWN_PATHS = frozenset(path for adapter in ADAPTERS.values() for _, path in adapter.endpoints)
 
 
+async def send_json(
+    send: Send, status: int, body: bytes, rid: str, extra: Sequence[Header] = ()
+) -> None:
+    """Answer with a complete JSON body and Guardline's request id."""
+    headers = [_JSON, (REQUEST_ID, rid.encode()), (b"content-length", str(len(body)).encode())]
+    headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 async def send_error(
     send: Send, adapter: Adapter, err: GuardlineError, rid: str, extra: Sequence[Header] = ()
 ) -> None:
     """Answer with ``err`` as the provider's own error body."""
-    body = adapter.error_body(err, rid)
-    headers = [_JSON, (REQUEST_ID, rid.encode()), (b"content-length", str(len(body)).encode())]
-    headers += extra
-    await send({"type": "http.response.start", "status": err.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_json(send, err.status, adapter.error_body(err, rid), rid, extra)
 
 
 class ClientDisconnectedError(Exception):
     """The client went away while its request body was being read."""
+
+
+async def body_chunks(
+    receive: Receive, headers: list[Header], limit: int, what: str = "Request"
+) -> AsyncIterator[bytes]:
+    """A request body as it arrives, cut off at ``limit`` bytes (BodyTooLargeError naming
+    ``what``); ClientDisconnectedError when the client goes away."""
+    length = header_value(headers, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(what, limit)
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(what, limit)
+        more = message.get("more_body", False)
+        if chunk:
+            yield chunk
 
 
 class ProxyEndpoint:
@@ -337,32 +366,15 @@ class _Call:
         exchange.done = time.perf_counter()
 
     async def _read_body(self, headers: list[Header]) -> bytes:
-        parts = [chunk async for chunk in self._body_chunks(headers)]
+        chunks = body_chunks(self.receive, headers, self.ctx.max_body_bytes)
+        parts = [chunk async for chunk in chunks]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _body_stream(self, headers: list[Header]) -> AsyncIterator[bytes]:
         """The body for a pass-through upload, streamed to the upstream as it arrives."""
-        async for chunk in self._body_chunks(headers):
+        async for chunk in body_chunks(self.receive, headers, self.ctx.max_body_bytes):
             yield chunk
         self.watch.start()
-
-    async def _body_chunks(self, headers: list[Header]) -> AsyncIterator[bytes]:
-        """The request body as it arrives, cut off at ``max_body_bytes``."""
-        limit = self.ctx.max_body_bytes
-        _check_declared_length(headers, limit)
-        size = 0
-        more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            more = message.get("more_body", False)
-            if chunk:
-                yield chunk
 
     def _parse(self, body: bytes) -> None:
         try:
@@ -438,11 +450,5 @@ def _has_body(headers: list[Header]) -> bool:
     return header_value(headers, b"transfer-encoding") is not None
 
 
-def _check_declared_length(headers: list[Header], limit: int) -> None:
-    length = header_value(headers, b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
-
-
-def _too_large(limit: int) -> BodyTooLargeError:
-    return BodyTooLargeError(f"Request body is larger than the proxy's limit of {limit} bytes.")
+def _too_large(what: str, limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(f"{what} body is larger than the proxy's limit of {limit} bytes.")

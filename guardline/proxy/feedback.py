@@ -29,16 +29,12 @@ from typing import Any, Literal, cast
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from guardline.errors import (
-    BodyTooLargeError,
-    GuardlineError,
-    MalformedRequestError,
-    RequestError,
-)
+from guardline.errors import GuardlineError, MalformedRequestError, RequestError
 from guardline.proxy.adapters import ADAPTERS, provider_for
-from guardline.proxy.headers import REQUEST_ID, request_id
+from guardline.proxy.endpoint import ClientDisconnectedError, body_chunks, send_error, send_json
+from guardline.proxy.headers import request_id
 from guardline.proxy.signing import Attribution, RequestSigner
-from guardline.proxy.transport import Header, header_value
+from guardline.proxy.transport import Header
 
 log = logging.getLogger("guardline.proxy")
 
@@ -46,7 +42,6 @@ Outcome = Literal["accepted", "rejected", "edited"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "rejected", "edited")
 MAX_COMMENT_CHARS = 2000
 _FIELDS = frozenset({"request_id", "outcome", "score", "retained_fraction", "comment"})
-_JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +154,19 @@ class FeedbackEndpoint:
         try:
             if scope["method"] != "POST":
                 raise _method_not_allowed(scope["method"])
-            body = await self._read_body(headers, receive)
-            if body is None:
-                return  # the client went away
+            chunks = body_chunks(receive, headers, self._max_body_bytes, "Feedback")
+            body = b"".join([chunk async for chunk in chunks])
             token, feedback = parse_feedback(body)
             attribution = self._signer.verify(token)
             self._record(attribution, feedback)
+        except ClientDisconnectedError:
+            return  # the client went away
         except GuardlineError as err:
             extra = [(b"allow", b"POST")] if err.status == 405 else []
-            await _answer(send, err.status, adapter.error_body(err, rid), rid, extra)
+            await send_error(send, adapter, err, rid, extra)
             return
         answer = orjson.dumps({"status": "accepted", "request_id": attribution.request_id})
-        await _answer(send, 202, answer, rid)
+        await send_json(send, 202, answer, rid)
 
     def _record(self, attribution: Attribution, feedback: Feedback) -> None:
         try:
@@ -196,46 +192,9 @@ class FeedbackEndpoint:
                 "Guardline could not record this feedback; please retry.", code="feedback_error"
             ) from None
 
-    async def _read_body(self, headers: list[Header], receive: Receive) -> bytes | None:
-        """The body, or None when the client disconnected; BodyTooLargeError past the limit."""
-        limit = self._max_body_bytes
-        length = header_value(headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise _too_large(limit)
-        parts: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(parts)
-
-
-async def _answer(
-    send: Send, status: int, body: bytes, rid: str, extra: list[Header] | None = None
-) -> None:
-    # endpoint.send_error's response, rebuilt here: endpoint.py imports the proxy context,
-    # which imports telemetry, which imports this module.
-    headers = [_JSON, (REQUEST_ID, rid.encode()), (b"content-length", str(len(body)).encode())]
-    await send(
-        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
 
 def _method_not_allowed(method: str) -> RequestError:
     # errors.py has no 405 class: this is the one place that answers it.
     err = RequestError(f"/v1/feedback takes POST, not {method}.", code="method_not_allowed")
     err.status = 405
     return err
-
-
-def _too_large(limit: int) -> BodyTooLargeError:
-    return BodyTooLargeError(f"Feedback body is larger than the proxy's limit of {limit} bytes.")

@@ -222,25 +222,36 @@ def stopped_at_the_end() -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait()
 
 
+def _two_workers(
+    tmp_path: Path,
+    upstream: str,
+    started: list[subprocess.Popen[str]],
+    **settings: str,
+) -> tuple[subprocess.Popen[str], str, Path]:
+    """``serve --workers 2`` in front of ``upstream``, ready: the process, its base URL
+    and its stderr log. Its metrics directory is made under ``tmp_path``."""
+    log = tmp_path / "stderr.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDLINE_")} | settings
+    env["TMPDIR"] = str(tmp_path)  # where mkdtemp puts the metrics directory
+    args = ["serve", "--workers", "2", "--port", "0", "--upstream", upstream]
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [GUARDLINE, *args], stdout=subprocess.DEVNULL, stderr=err, env=env, text=True
+        )
+    started.append(proc)
+    found = eventually(lambda: re.search(r'listening on (http://[^\s"]+)', log.read_text()), 30)
+    assert found, log.read_text()
+    base = found.group(1)
+    _wait_ok(base + "/readyz", proc, timeout=60)
+    return proc, base, log
+
+
 def test_serve_with_two_workers(
     tmp_path: Path, stopped_at_the_end: list[subprocess.Popen[str]]
 ) -> None:
     """The parent binds once and forks two workers; a killed worker is replaced; SIGTERM
     stops everything with status 0 and removes the metrics directory."""
-    log = tmp_path / "stderr.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDLINE_")}
-    env["TMPDIR"] = str(tmp_path)  # where mkdtemp puts the metrics directory
-    args = ["serve", "--workers", "2", "--port", "0", "--upstream", "http://127.0.0.1:1"]
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [GUARDLINE, *args], stdout=subprocess.DEVNULL, stderr=err, env=env, text=True
-        )
-    stopped_at_the_end.append(proc)
-
-    found = eventually(lambda: re.search(r'listening on (http://[^\s"]+)', log.read_text()), 30)
-    assert found, log.read_text()
-    base = found.group(1)
-    _wait_ok(base + "/readyz", proc, timeout=60)
+    proc, base, log = _two_workers(tmp_path, "http://127.0.0.1:1", stopped_at_the_end)
     parent = psutil.Process(proc.pid)
     workers = eventually(lambda: len(parent.children()) == 2 and parent.children(), 30)
     assert workers, log.read_text()
@@ -276,21 +287,10 @@ def test_a_counter_incremented_in_two_workers_is_reported_as_the_sum(
 ) -> None:
     """Real traffic through ``serve --workers 2``: each worker's own snapshot shows the
     calls it served; ``/metrics``, whichever worker answers, shows their sum."""
-    log = tmp_path / "stderr.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDLINE_")}
-    env["TMPDIR"] = str(tmp_path)
-    env["GUARDLINE_TELEMETRY__SNAPSHOT_INTERVAL"] = "0.2"
     with simulator() as sim:
-        args = ["serve", "--workers", "2", "--port", "0", "--upstream", sim.url]
-        with log.open("w") as err:
-            proc = subprocess.Popen(
-                [GUARDLINE, *args], stdout=subprocess.DEVNULL, stderr=err, env=env, text=True
-            )
-        stopped_at_the_end.append(proc)
-        found = eventually(lambda: re.search(r'listening on (http://[^\s"]+)', log.read_text()), 30)
-        assert found, log.read_text()
-        base = found.group(1)
-        _wait_ok(base + "/readyz", proc, timeout=60)
+        proc, base, log = _two_workers(
+            tmp_path, sim.url, stopped_at_the_end, GUARDLINE_TELEMETRY__SNAPSHOT_INTERVAL="0.2"
+        )
         (metrics_dir,) = tmp_path.glob("guardline-metrics-*")
 
         def per_worker() -> list[float]:
