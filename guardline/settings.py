@@ -345,19 +345,69 @@ class SampleRouteSettings(_Model):
     baseline_rate: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+class JsonlSettings(_Model):
+    """The JSON Lines datasets: the embedded default sink."""
+
+    enabled: bool = True
+    directory: Path = Path("guardline-data/samples")
+    """Where ``samples-<UTC day>-<seq>.jsonl`` files go (a worker of ``serve --workers N``
+    writes ``samples-w<k>-...``)."""
+    max_file_bytes: PositiveInt = 64 * 1024 * 1024
+    """A file that would grow past this is closed; the next gets the next sequence number."""
+
+
+class KafkaSettings(_Model):
+    """Samples onto a Kafka topic (``kafka-python``): key = request id, headers
+    ``guardline-schema`` and ``traceparent``, idempotent producer with ``acks=all``.
+    Records go through an append-only disk spool first, so the request path never waits
+    for the broker, an outage or a crash loses nothing, and order is kept."""
+
+    bootstrap_servers: tuple[str, ...] = ()
+    """``host:port`` of some brokers; empty: no Kafka."""
+    topic: str = Field(default="guardline.samples", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    client_id: str = "guardline"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_env: str | None = None
+    """Environment variable holding the SASL password (never in the config file)."""
+    spool_directory: Path = Path("guardline-data/spool")
+    """The spool: records wait here until the broker has acknowledged them."""
+    spool_max_bytes: PositiveInt = 1024 * 1024 * 1024
+    """Unsent records kept at most; beyond it new records are dropped, counted in
+    ``guardline_samples_dropped_total``, logged and shown on ``/healthz``."""
+    queue_size: PositiveInt = 10_000
+    """Records waiting in memory for the spool writer."""
+    batch_size: PositiveInt = 500
+    """Records sent before waiting for the broker's acknowledgements."""
+    send_timeout: PositiveFloat = 5.0
+    """Seconds a batch may take to be acknowledged before the broker counts as down."""
+    retry_backoff_max: PositiveFloat = 5.0
+    """Longest wait between attempts to reach a broker that is down."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bootstrap_servers)
+
+
 class SamplesSettings(_Model):
     """Samples for offline evaluation: every flagged exchange, a random baseline of the
-    others, and exchanges whose feedback was ``rejected``; PII-redacted before any sink.
-    (Work in progress for [4/7]: selection and records exist; the proxy does not emit
-    samples yet.)"""
+    others, and exchanges whose feedback was ``rejected``; PII-redacted before any sink."""
 
     enabled: bool = True
     baseline_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     """Share of unflagged exchanges kept, so datasets show what normal looks like."""
     routes: dict[str, SampleRouteSettings] = Field(default_factory=dict)
     """Per-route overrides by endpoint name, e.g. ``{embeddings: {enabled: false}}``."""
+    feedback_memory: int = Field(default=2000, ge=0)
+    """Recent unselected exchanges kept in memory (texts included) so that one whose
+    feedback is ``rejected`` can still become a sample; 0 turns that off."""
+    max_text_chars: PositiveInt = 100_000
+    """Prompt or response text longer than this is cut (marked) in a record."""
     export_raw_text_including_pii: bool = False
     """Write prompts and responses WITHOUT redaction. Only for data that may hold PII."""
+    jsonl: JsonlSettings = JsonlSettings()
+    kafka: KafkaSettings = KafkaSettings()
 
 
 _DEFAULT_UPSTREAMS = {

