@@ -408,6 +408,9 @@ class SamplesSettings(_Model):
     """Write prompts and responses WITHOUT redaction. Only for data that may hold PII."""
     jsonl: JsonlSettings = JsonlSettings()
     kafka: KafkaSettings = KafkaSettings()
+    writer: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,16}$")
+    """Set by ``serve --workers N`` (``w0``, ``w1``...): each worker's own file prefix
+    and spool."""
 
 
 _DEFAULT_UPSTREAMS = {

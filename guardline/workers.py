@@ -83,7 +83,9 @@ class _Supervisor:
         self.sock = sock
         self.settings = settings
         self.workers = workers
-        self.children: set[int] = set()
+        self.children: dict[int, int] = {}
+        """pid -> slot: a restarted worker takes its predecessor's slot, and with it
+        its sample files and Kafka spool (``samples.writer``)."""
         self.restarts: deque[float] = deque()
         self.stopping: float | None = None
         self.killed = False
@@ -95,9 +97,9 @@ class _Supervisor:
         # gone, so a late duplicate SIGTERM cannot turn a clean exit into death by signal.
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
-            for _ in range(self.workers):
+            for slot in range(self.workers):
                 if self.stopping is None:
-                    self._spawn()
+                    self._spawn(slot)
             while self.children:
                 info = signal.sigtimedwait(_SIGNALS, 0.5)  # the timeout also covers a lost SIGCHLD
                 if info is not None and info.si_signo != signal.SIGCHLD:
@@ -113,7 +115,7 @@ class _Supervisor:
         if self.failure is not None:
             raise self.failure
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
         parent = os.getpid()
         try:
             pid = os.fork()
@@ -121,8 +123,9 @@ class _Supervisor:
             self._fail(StartupError(f"cannot start a worker: {exc.strerror or exc}"))
             return
         if pid == 0:
-            _worker(self.sock, self.settings, parent)
-        self.children.add(pid)
+            samples = self.settings.samples.model_copy(update={"writer": f"w{slot}"})
+            _worker(self.sock, self.settings.model_copy(update={"samples": samples}), parent)
+        self.children[pid] = slot
         log.info("worker started (pid %d)", pid)
 
     def _reap(self) -> None:
@@ -135,10 +138,10 @@ class _Supervisor:
             if pid == 0:
                 return
             if pid in self.children:
-                self.children.discard(pid)
-                self._exited(pid, os.waitstatus_to_exitcode(status))
+                slot = self.children.pop(pid)
+                self._exited(pid, slot, os.waitstatus_to_exitcode(status))
 
-    def _exited(self, pid: int, code: int) -> None:
+    def _exited(self, pid: int, slot: int, code: int) -> None:
         how = _describe(code)
         if code == _STARTUP_FAILED:  # it logged why; another try would fail the same way
             if self.failure is None:
@@ -164,7 +167,7 @@ class _Supervisor:
             return
         log.warning("worker (pid %d) exited with %s; starting another", pid, how)
         self.restarts.append(now)
-        self._spawn()
+        self._spawn(slot)
 
     def _fail(self, error: GuardlineError) -> None:
         log.error("%s", error.message)

@@ -113,6 +113,9 @@ class JsonlSink:
             "queued": self._queue.qsize(),
         }
 
+    def counts(self) -> tuple[int, dict[str, int]]:
+        return self.written, {"error": self.dropped} if self.dropped else {}
+
     # the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -119,7 +119,9 @@ class Meters:
         return series
 
     def gauge(self, spec: Instrument, observe: Callable[[], dict[Labels, float]]) -> None:
-        """A gauge read at collection time (``observe`` returns the current values)."""
+        """An instrument read at collection time (``observe`` returns the current values):
+        a gauge, or for a ``counter`` spec the running totals kept elsewhere (a
+        monotonic sum, as OpenTelemetry's observable counter)."""
         self._gauges.append((spec, observe))
 
     def before_collect(self, hook: Callable[[], None]) -> None:
@@ -153,9 +155,10 @@ class Meters:
             values = observe()
             if values:
                 points = [otel.NumberDataPoint(dict(k), start, now, v) for k, v in values.items()]
-                metrics.append(
-                    otel.Metric(spec.name, spec.description, spec.unit, otel.Gauge(points))
-                )
+                observed: Any = otel.Gauge(points)
+                if spec.kind == "counter":
+                    observed = otel.Sum(points, otel.AggregationTemporality.CUMULATIVE, True)
+                metrics.append(otel.Metric(spec.name, spec.description, spec.unit, observed))
         scope = otel.ScopeMetrics(self._scope, metrics, self._scope.schema_url or "")
         return otel.MetricsData(
             [otel.ResourceMetrics(self._resource, [scope], self._resource.schema_url)]

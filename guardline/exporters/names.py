@@ -150,6 +150,51 @@ DETECTOR_BACKEND = Instrument(
     "Which backend each detector runs (value 1), so a dashboard shows what is active.",
 )  # fmt: skip
 
+SAMPLES_SELECTED = Instrument(
+    "guardline.samples.selected", "counter", "{sample}",
+    "Exchanges kept as samples for offline evaluation, by why (flagged, baseline, feedback).",
+)  # fmt: skip
+SAMPLES_WRITTEN = Instrument(
+    "guardline.samples.written", "counter", "{record}",
+    "Sample records made durable, by sink (jsonl: a dataset line; kafka: in the spool).",
+)  # fmt: skip
+SAMPLES_SENT = Instrument(
+    "guardline.samples.sent", "counter", "{record}",
+    "Sample records the Kafka broker acknowledged.",
+)  # fmt: skip
+SAMPLES_SPOOLED = Instrument(
+    "guardline.samples.spooled", "counter", "{record}",
+    "Sample records that had to wait in the disk spool because the broker was unreachable.",
+)  # fmt: skip
+SAMPLES_REPLAYED = Instrument(
+    "guardline.samples.replayed", "counter", "{record}",
+    "Spooled sample records sent once the broker was back (or after a restart).",
+)  # fmt: skip
+SAMPLES_DROPPED = Instrument(
+    "guardline.samples.dropped", "counter", "{record}",
+    "Sample records lost, by sink and reason (queue_full, spool_full, error): should stay 0.",
+)  # fmt: skip
+SPOOL_BYTES = Instrument(
+    "guardline.samples.spool.size", "gauge", "By",
+    "Bytes of sample records waiting in the Kafka spool (unsent).",
+)  # fmt: skip
+SPOOL_LIMIT = Instrument(
+    "guardline.samples.spool.limit", "gauge", "By",
+    "The spool's bound (samples.kafka.spool_max_bytes): past it records are dropped.",
+)  # fmt: skip
+SENDER_LAG = Instrument(
+    "guardline.samples.sender.lag", "gauge", "s",
+    "Age of the oldest sample record the Kafka sender has not delivered yet (0: caught up).",
+)  # fmt: skip
+KAFKA_CONNECTED = Instrument(
+    "guardline.samples.kafka.connected", "gauge", "1",
+    "1 while the Kafka broker takes sample records, 0 while it is unreachable.",
+)  # fmt: skip
+KAFKA_ERRORS = Instrument(
+    "guardline.samples.kafka.errors", "counter", "{batch}",
+    "Batches of sample records the Kafka broker did not acknowledge (each is retried).",
+)  # fmt: skip
+
 INSTRUMENTS: tuple[Instrument, ...] = (
     OPERATION_DURATION,
     TOKEN_USAGE,
@@ -169,6 +214,17 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     SIGNALS,
     RECORDING_CPU,
     DETECTOR_BACKEND,
+    SAMPLES_SELECTED,
+    SAMPLES_WRITTEN,
+    SAMPLES_SENT,
+    SAMPLES_SPOOLED,
+    SAMPLES_REPLAYED,
+    SAMPLES_DROPPED,
+    SPOOL_BYTES,
+    SPOOL_LIMIT,
+    SENDER_LAG,
+    KAFKA_CONNECTED,
+    KAFKA_ERRORS,
 )
 
 # -- attributes ----------------------------------------------------------------------------
@@ -204,6 +260,9 @@ DETAIL = "guardline.finding.detail"  # label, capped: e.g. nurse:she for skew pa
 FEEDBACK_OUTCOME = "guardline.feedback.outcome"  # label: accepted / rejected / edited
 SIGNAL = "guardline.signal"  # label: one of SIGNAL_VALUES
 ESTIMATED = "guardline.usage.estimated"  # label: "true" / "false"
+SAMPLE_REASON = "guardline.sample.reason"  # label: flagged / baseline / feedback
+SINK = "guardline.sink"  # label: jsonl / kafka / a plug-in sink's name
+DROP_REASON = "guardline.drop.reason"  # label: queue_full / spool_full / error
 REQUEST_ID = "guardline.request_id"  # span attribute only, never a label
 FINDINGS_COUNT = "guardline.findings.count"
 FINDINGS_CATEGORIES = "guardline.findings.categories"

@@ -27,6 +27,10 @@ class Sink(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """Records made durable so far, and records dropped by reason (for metrics)."""
+        ...
+
 
 class InMemorySink:
     """Keeps every record (tests)."""
@@ -53,3 +57,6 @@ class InMemorySink:
 
     def health(self) -> dict[str, Any]:
         return {"records": len(self.records), "closed": self.closed}
+
+    def counts(self) -> tuple[int, dict[str, int]]:
+        return len(self.records), {}

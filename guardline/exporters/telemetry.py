@@ -15,8 +15,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
@@ -34,10 +35,12 @@ from guardline.exporters.labels import LabelCaps
 from guardline.exporters.meters import Labels
 from guardline.exporters.models import model_label
 from guardline.exporters.multiprocess import MergedCollector, SnapshotWriter, exposition
+from guardline.exporters.names import Instrument
 from guardline.exporters.pipeline import Pipeline, build_pipeline
 from guardline.settings import TelemetrySettings
 
 if TYPE_CHECKING:
+    from guardline.exporters.samples import SampleStats
     from guardline.proxy.feedback import Feedback
     from guardline.proxy.signing import Attribution
     from guardline.proxy.transport import Header
@@ -81,6 +84,10 @@ class Telemetry(Protocol):
         """Report which backend each detector runs."""
         ...
 
+    def samples(self, stats: Callable[[], SampleStats]) -> None:
+        """Report what the samples pipeline did (``stats`` is read at each collection)."""
+        ...
+
     def scrape(self) -> bytes | None:
         """The Prometheus text exposition, or None when ``/metrics`` is off."""
         ...
@@ -112,6 +119,9 @@ class NullTelemetry:
         return None
 
     def detectors(self, backends: Mapping[str, str]) -> None:
+        return None
+
+    def samples(self, stats: Callable[[], SampleStats]) -> None:
         return None
 
     def scrape(self) -> bytes | None:
@@ -288,6 +298,13 @@ class OTelTelemetry:
             ((n.DETECTOR, name), (n.BACKEND, backend)): 1.0 for name, backend in backends.items()
         }
         self.pipeline.meters.gauge(n.DETECTOR_BACKEND, lambda: values)
+
+    def samples(self, stats: Callable[[], SampleStats]) -> None:
+        observed = _SampleMetrics(stats)
+        meters = self.pipeline.meters
+        meters.before_collect(observed.refresh)
+        for spec in observed.values:
+            meters.gauge(spec, partial(observed.values.__getitem__, spec))
 
     def scrape(self) -> bytes | None:
         if self._page is None:
@@ -571,3 +588,52 @@ def _action(exchange: Exchange, finding: Finding) -> str:
     if rule is None or rule.mode != "guard":
         return "flag"
     return rule.action
+
+
+class _SampleMetrics:
+    """The samples pipeline's counters and gauges, read once per collection."""
+
+    def __init__(self, stats: Callable[[], SampleStats]) -> None:
+        self._stats = stats
+        self.values: dict[Instrument, dict[Labels, float]] = {
+            spec: {}
+            for spec in (
+                n.SAMPLES_SELECTED,
+                n.SAMPLES_WRITTEN,
+                n.SAMPLES_DROPPED,
+                n.SAMPLES_SENT,
+                n.SAMPLES_SPOOLED,
+                n.SAMPLES_REPLAYED,
+                n.KAFKA_ERRORS,
+                n.SPOOL_BYTES,
+                n.SPOOL_LIMIT,
+                n.SENDER_LAG,
+                n.KAFKA_CONNECTED,
+            )
+        }
+
+    def refresh(self) -> None:
+        stats = self._stats()
+        values = self.values
+        values[n.SAMPLES_SELECTED] = {
+            ((n.SAMPLE_REASON, reason),): count for reason, count in stats.selected.items()
+        }
+        values[n.SAMPLES_WRITTEN] = {((n.SINK, sink),): c for sink, c in stats.written.items()}
+        # Every sink shows a zero, so "dropped should stay 0" has a series to watch.
+        dropped: dict[Labels, float] = {
+            ((n.SINK, sink), (n.DROP_REASON, "none")): 0 for sink in stats.written
+        }
+        for (sink, reason), count in stats.dropped.items():
+            dropped[((n.SINK, sink), (n.DROP_REASON, reason))] = count
+        values[n.SAMPLES_DROPPED] = dropped
+        kafka = stats.kafka
+        if kafka is None:
+            return
+        values[n.SAMPLES_SENT] = {(): kafka.sent}
+        values[n.SAMPLES_SPOOLED] = {(): kafka.spooled}
+        values[n.SAMPLES_REPLAYED] = {(): kafka.replayed}
+        values[n.KAFKA_ERRORS] = {(): kafka.errors}
+        values[n.SPOOL_BYTES] = {(): kafka.spool_bytes}
+        values[n.SPOOL_LIMIT] = {(): kafka.spool_limit}
+        values[n.SENDER_LAG] = {(): kafka.lag_seconds}
+        values[n.KAFKA_CONNECTED] = {(): 1.0 if kafka.connected else 0.0}

@@ -60,6 +60,7 @@ def create_app(
         if context.access.enabled:
             log.info("proxy access keys: required (%d configured)", len(settings.access_keys))
         _log_telemetry(context)
+        log.info("%s", context.samples.describe())
         try:
             yield
         finally:
@@ -96,7 +97,10 @@ def create_app(
         return Response(page, media_type=_PROMETHEUS_TEXT)
 
     feedback = FeedbackEndpoint(
-        context.signer, context.telemetry.feedback, max_body_bytes=_FEEDBACK_MAX_BYTES
+        context.signer,
+        context.telemetry.feedback,
+        samples=context.samples.feedback if context.samples.active else None,
+        max_body_bytes=_FEEDBACK_MAX_BYTES,
     )
     app.router.routes.append(Route("/v1/feedback", feedback, methods=None))
     app.router.routes.append(Route("/v1/{path:path}", ProxyEndpoint(context)))

@@ -9,6 +9,8 @@ from typing import Any
 
 from guardline.detectors.guardrails import Guardrails
 from guardline.exchange import Exchange
+from guardline.exporters.cost import PriceTable
+from guardline.exporters.samples import Samples
 from guardline.exporters.telemetry import NullTelemetry, OTelTelemetry, Telemetry
 from guardline.proxy.access import AccessKeys
 from guardline.proxy.conversation import Conversations
@@ -28,6 +30,7 @@ class ProxyContext:
         settings: Settings,
         guardrails: Guardrails | None = None,
         telemetry: Telemetry | None = None,
+        samples: Samples | None = None,
     ) -> None:
         self.settings = settings
         self.guardrails = guardrails or Guardrails(settings)
@@ -39,6 +42,13 @@ class ProxyContext:
         telemetry.detectors(
             {name: d.backend for name, d in self.guardrails.scanner.detectors.items()}
         )
+        self.samples = samples or Samples(
+            settings.samples,
+            self.guardrails,
+            prices=getattr(telemetry, "prices", None)
+            or PriceTable.load(settings.telemetry.prices_file),
+        )
+        telemetry.samples(self.samples.stats)
         self.signer = RequestSigner.from_settings(settings.feedback)
         feedback = settings.feedback
         self.conversations = Conversations(
@@ -65,6 +75,7 @@ class ProxyContext:
         for upstream in self.upstreams.values():
             await upstream.close()
         self.guardrails.close()
+        self.samples.close()  # before telemetry: its last export counts what they did
         self.telemetry.shutdown()
 
     def record(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
@@ -96,6 +107,7 @@ class ProxyContext:
             "detectors": self.guardrails.health(),
             "telemetry": self.telemetry.health(),
             "feedback": {"shared_secret": not self.signer.ephemeral},
+            "samples": self.samples.health(),
             "worker": {"pid": os.getpid()},
         }
 

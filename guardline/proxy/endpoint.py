@@ -51,6 +51,7 @@ _SCANNED = frozenset(
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _APP = b"x-guardline-app"
 _APP_OK = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
+_TRACEPARENT = re.compile(rb"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _KNOWN_PATHS = frozenset(path for adapter in ADAPTERS.values() for _, path in adapter.endpoints)
 
 
@@ -146,7 +147,7 @@ class _Call:
         self.watch = DisconnectWatch(receive)
         self.parsed: dict[str, Any] | None = None
         self.inspector: Inspector | None = None
-        # Only when spans record (redacted) content.
+        # Only when spans record (redacted) content or samples are kept.
         self.input_texts: list[str] | None = None
         self.output_texts: list[str] | None = None
 
@@ -176,9 +177,32 @@ class _Call:
                 outputs = self.output_texts or []
                 if exchange.stream:  # one text, so PII split across chunks is found
                     outputs = ["".join(outputs)]
-                content = await redacted_content(ctx.guardrails, self.input_texts, outputs)
+                if ctx.telemetry.records_content:
+                    content = await redacted_content(ctx.guardrails, self.input_texts, outputs)
+                if ctx.samples.active:
+                    await self._sample(outputs)
             ctx.record(exchange, content)
             logs.request_id.reset(logged_as)
+
+    async def _sample(self, outputs: list[str]) -> None:
+        assert self.input_texts is not None
+        try:
+            await self.ctx.samples.exchange(
+                self.exchange, self.input_texts, outputs, trace=self._trace_ids()
+            )
+        except Exception:  # a sample is never worth a failed request
+            log.exception("samples failed on request %s", self.exchange.request_id)
+
+    def _trace_ids(self) -> tuple[str, str] | None:
+        """The exchange's span ids (hex), else those of the client's ``traceparent``."""
+        span = self.exchange.trace
+        if span is not None:
+            context = span.get_span_context()
+            return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        parent = header_value(self.scope["headers"], b"traceparent")
+        if parent is not None and (match := _TRACEPARENT.fullmatch(parent)):
+            return match.group(1).decode(), match.group(2).decode()
+        return None
 
     async def _proxy(self) -> None:
         ctx = self.ctx
@@ -211,15 +235,16 @@ class _Call:
                 exchange.regenerated = ctx.conversations.regenerated(
                     exchange.provider, exchange.endpoint.value, exchange.app, parsed
                 )
+                if ctx.telemetry.records_content or ctx.samples.active:
+                    # As sent, before any guardrail: a blocked prompt is a sample too.
+                    self.input_texts = [ref.get() for ref in refs]
+                    self.output_texts = []
                 # Redacted before it leaves for the vendor.
                 changed = await self.inspector.guard_texts("request", refs)
                 if ctx.inject_usage and exchange.stream and _ask_for_usage(exchange, parsed):
                     changed = True
                 if changed:
                     body = orjson.dumps(parsed)
-                if ctx.telemetry.records_content:
-                    self.input_texts = [ref.get() for ref in refs]
-                    self.output_texts = []
         upstream = ctx.router.select(self.adapter.provider, exchange.path, exchange.model)
         exchange.upstream = upstream.name
         added = upstream.added_headers
@@ -284,10 +309,10 @@ class _Call:
                 self.adapter.observe_response(exchange.endpoint, parsed, exchange.reply)
                 if self.inspector is not None:
                     refs = self.adapter.response_texts(exchange.endpoint, parsed)
+                    if self.output_texts is not None:  # as received, before any guardrail
+                        self.output_texts += [ref.get() for ref in refs]
                     if await self.inspector.guard_texts("response", refs):
                         data = orjson.dumps(parsed)
-                    if self.output_texts is not None:
-                        self.output_texts += [ref.get() for ref in refs]
             out = client_headers(response.headers, self.client_id(), len(data))
             await self.start(response.status, out)
             await self.body(data)

@@ -10,7 +10,11 @@ The body is ``{"request_id", "outcome", "score"?, "retained_fraction"?, "comment
     Optional numbers in [0, 1] (``null`` is the same as absent).
 ``comment``
     Optional text, at most 2000 characters. Free text may hold personal data: it is handed
-    to the sink only, never exported as a label and never logged.
+    to the sinks only (PII-redacted in samples), never exported as a label, never logged.
+``correction``
+    Optional text, at most 20000 characters: what the answer should have been (an edited
+    response, say). It becomes the sample's reference answer (FMEval ``target_output``,
+    Bedrock ``referenceResponse``); redacted like the comment.
 
 Unknown fields are refused, so a misspelt field is an error rather than lost data. The
 endpoint answers ``202`` with ``{"status": "accepted", "request_id": <plain id>}``:
@@ -22,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -41,7 +45,10 @@ log = logging.getLogger("guardline.proxy")
 Outcome = Literal["accepted", "rejected", "edited"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "rejected", "edited")
 MAX_COMMENT_CHARS = 2000
-_FIELDS = frozenset({"request_id", "outcome", "score", "retained_fraction", "comment"})
+MAX_CORRECTION_CHARS = 20_000
+_FIELDS = frozenset(
+    {"request_id", "outcome", "score", "retained_fraction", "comment", "correction"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +62,24 @@ class Feedback:
     """Share of the response the user kept, in [0, 1]."""
     comment: str | None
     """Free text: never a label, never logged."""
+    correction: str | None = None
+    """What the answer should have been: never a label, never logged."""
 
     def __repr__(self) -> str:
-        # Keeps the comment out of logs and tracebacks that print the object.
+        # Keeps free text out of logs and tracebacks that print the object.
         comment = None if self.comment is None else f"<{len(self.comment)} chars>"
+        correction = None if self.correction is None else f"<{len(self.correction)} chars>"
         return (
             f"Feedback(outcome={self.outcome!r}, score={self.score!r}, "
-            f"retained_fraction={self.retained_fraction!r}, comment={comment})"
+            f"retained_fraction={self.retained_fraction!r}, comment={comment}, "
+            f"correction={correction})"
         )
 
 
 FeedbackSink = Callable[[Attribution, Feedback], None]
 """Records one attributed feedback (updates metrics); expected not to raise."""
+FeedbackSamples = Callable[[str, Feedback], Awaitable[None]]
+"""Hands feedback on a request id to the samples pipeline; expected not to raise."""
 
 
 def parse_feedback(body: bytes) -> tuple[str, Feedback]:
@@ -89,7 +102,7 @@ def parse_feedback(body: bytes) -> tuple[str, Feedback]:
         names = ", ".join(repr(name[:64]) for name in unknown[:5])
         raise _invalid(
             f"Unknown feedback field(s) {names}; the fields are request_id, outcome, score, "
-            "retained_fraction and comment."
+            "retained_fraction, comment and correction."
         )
     token = parsed.get("request_id")
     if token is None:
@@ -101,19 +114,25 @@ def parse_feedback(body: bytes) -> tuple[str, Feedback]:
         raise _invalid("'outcome' is required: one of accepted, rejected, edited.")
     if outcome not in OUTCOMES:
         raise _invalid("'outcome' must be one of accepted, rejected, edited.")
-    comment = parsed.get("comment")
-    if comment is not None:
-        if not isinstance(comment, str):
-            raise _invalid("'comment' must be a string.")
-        if len(comment) > MAX_COMMENT_CHARS:
-            raise _invalid(f"'comment' is longer than {MAX_COMMENT_CHARS} characters.")
     feedback = Feedback(
         outcome=cast(Outcome, outcome),
         score=_fraction(parsed, "score"),
         retained_fraction=_fraction(parsed, "retained_fraction"),
-        comment=comment,
+        comment=_text(parsed, "comment", MAX_COMMENT_CHARS),
+        correction=_text(parsed, "correction", MAX_CORRECTION_CHARS),
     )
     return token, feedback
+
+
+def _text(parsed: dict[str, Any], name: str, limit: int) -> str | None:
+    value = parsed.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"'{name}' must be a string.")
+    if len(value) > limit:
+        raise _invalid(f"'{name}' is longer than {limit} characters.")
+    return value
 
 
 def _fraction(parsed: dict[str, Any], name: str) -> float | None:
@@ -141,10 +160,16 @@ class FeedbackEndpoint:
     """
 
     def __init__(
-        self, signer: RequestSigner, sink: FeedbackSink, *, max_body_bytes: int = 64 * 1024
+        self,
+        signer: RequestSigner,
+        sink: FeedbackSink,
+        *,
+        samples: FeedbackSamples | None = None,
+        max_body_bytes: int = 64 * 1024,
     ) -> None:
         self._signer = signer
         self._sink = sink
+        self._samples = samples
         self._max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,6 +184,8 @@ class FeedbackEndpoint:
             token, feedback = parse_feedback(body)
             attribution = self._signer.verify(token)
             self._record(attribution, feedback)
+            if self._samples is not None:
+                await self._samples(attribution.request_id, feedback)
         except ClientDisconnectedError:
             return  # the client went away
         except GuardlineError as err:
