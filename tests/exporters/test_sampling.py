@@ -76,26 +76,33 @@ def test_flagged_exchanges_become_redacted_records(
         )
         records = _settled(gw, tmp_path, 3)
     raw = b"".join(path.read_bytes() for path in files(tmp_path))
-    assert card.encode() not in raw and email.encode() not in raw
+    assert card.encode() not in raw
+    assert email.encode() not in raw
     assert len(records) == 3
     chat, stream, messages_call = records
     for record in records:
         assert record["schema_version"] == 1
         assert record["kind"] == "exchange"
         assert record["selected"] == "flagged"
-        assert "<CREDIT_CARD>" in record["prompt"] and "<EMAIL_ADDRESS>" in record["prompt"]
+        assert "<CREDIT_CARD>" in record["prompt"]
+        assert "<EMAIL_ADDRESS>" in record["prompt"]
         assert "confirm the order" in record["prompt"]
         assert "confirm the order" in record["response"]  # the echo, redacted too
         assert {f["category"] for f in record["findings"]} >= {"CREDIT_CARD", "EMAIL_ADDRESS"}
-        assert record["usage"]["input_tokens"] > 0 and record["usage"]["output_tokens"] > 0
-        assert record["cost_usd"] is not None and record["cost_usd"] > 0
+        assert record["usage"]["input_tokens"] > 0
+        assert record["usage"]["output_tokens"] > 0
+        assert record["cost_usd"] is not None
+        assert record["cost_usd"] > 0
         assert record["latency_ms"] > 0
         assert record["finish_reason"]
         assert record["time"].endswith("Z")
         assert record["feedback"] is None
-    assert chat["route"] == "chat.completions" and chat["provider"] == "openai"
-    assert stream["stream"] is True and stream["time_to_first_chunk_ms"] is not None
-    assert messages_call["route"] == "messages" and messages_call["provider"] == "anthropic"
+    assert chat["route"] == "chat.completions"
+    assert chat["provider"] == "openai"
+    assert stream["stream"] is True
+    assert stream["time_to_first_chunk_ms"] is not None
+    assert messages_call["route"] == "messages"
+    assert messages_call["provider"] == "anthropic"
     assert len({r["request_id"] for r in records}) == 3
 
 
@@ -114,7 +121,8 @@ def test_a_blocked_prompt_is_a_sample_too(echo_sim: Running[Simulator], tmp_path
         assert response.status_code == 400
         (record,) = _settled(gw, tmp_path, 1)
     assert record["outcome"] == "blocked"
-    assert card not in record["prompt"] and record["prompt"].startswith("card ")
+    assert card not in record["prompt"]
+    assert record["prompt"].startswith("card ")
     assert record["actions"].get("block") == 1
 
 
@@ -125,7 +133,8 @@ def test_baseline_route_overrides_and_the_off_switch(
     with _gateway(echo_sim, tmp_path / "all", baseline_rate=1.0) as gw:
         openai_client(gw.url).chat.completions.create(model=MODEL, messages=plain)
         (record,) = _settled(gw, tmp_path / "all", 1)
-        assert record["selected"] == "baseline" and record["findings"] == []
+        assert record["selected"] == "baseline"
+        assert record["findings"] == []
         assert record["prompt"] == "What is the capital of Peru?"
     off = {"chat.completions": {"enabled": False}}
     with _gateway(echo_sim, tmp_path / "route", baseline_rate=1.0, routes=off) as gw:
@@ -170,7 +179,8 @@ def test_rejected_feedback_makes_a_sample_of_an_unselected_exchange(
     assert email.encode() not in raw
     exchanges = [r for r in records if r["kind"] == "exchange"]
     feedback = [r for r in records if r["kind"] == "feedback"]
-    assert len(exchanges) == 2 and len(feedback) == 2  # the accepted one left nothing
+    assert len(exchanges) == 2
+    assert len(feedback) == 2
     assert all(r["selected"] == "feedback" for r in exchanges)
     assert {r["request_id"] for r in exchanges} == {r["request_id"] for r in feedback}
     assert exchanges[0]["prompt"] == "Summarise the meeting notes."
@@ -193,7 +203,8 @@ def test_without_a_pii_detector_text_is_withheld(
             model=MODEL, messages=[{"role": "user", "content": "Hello there"}]
         )
         (record,) = _settled(gw, tmp_path, 1)
-    assert record["prompt"] == WITHHELD and record["response"] == WITHHELD
+    assert record["prompt"] == WITHHELD
+    assert record["response"] == WITHHELD
 
 
 def test_raw_export_is_explicit_and_loud(
