@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FMEVAL_VENV ?= .venv-fmeval
+FMEVAL_STAMP := $(FMEVAL_VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors bench-telemetry clean
+.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors bench-telemetry clean fmeval-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +18,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## create .venv with Guardline and its dev tools
 
+# fmeval's pins (transformers<5, numpy 1.26) clash with ours, so it gets its own venv; the
+# dataset-export test runs tests/exporters/fmeval_load.py with it (~2 min, ~2 GB).
+$(FMEVAL_STAMP): constraints-fmeval.txt
+	$(PYTHON) -m venv $(FMEVAL_VENV)
+	$(FMEVAL_VENV)/bin/python -m pip install --quiet -c constraints-fmeval.txt fmeval pyarrow torch
+	touch $@
+
+fmeval-venv: $(FMEVAL_STAMP)  ## create .venv-fmeval with AWS FMEval, for the FMEval load test
+
 demo: $(STAMP)  ## the proxy in front of the built-in simulator; prints how to call it
 	$(BIN)/guardline demo
 
-test: check  ## lint, format check, mypy --strict, then the whole test suite
+test: check $(FMEVAL_STAMP)  ## lint, format check, mypy --strict, then the whole test suite
 	$(BIN)/pytest
 
 check: $(STAMP)

@@ -1,4 +1,4 @@
-"""``guardline serve | simulate | demo``."""
+"""``guardline serve | simulate | demo | eval | datasets``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardline import __version__
 from guardline.errors import GuardlineError
 from guardline.logs import configure
 from guardline.settings import Settings, load_settings, with_upstream
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 log = logging.getLogger("guardline")
 
@@ -25,9 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        handler = {"serve": _serve, "simulate": _simulate, "demo": _demo, "eval": _eval}[
-            args.command
-        ]
+        handler = {
+            "serve": _serve,
+            "simulate": _simulate,
+            "demo": _demo,
+            "eval": _eval,
+            "datasets": _datasets,
+        }[args.command]
         handler(args)
     except GuardlineError as exc:
         print(f"guardline: error: {exc.message}", file=sys.stderr)
@@ -111,7 +118,77 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
     _common(detectors)
+
+    _datasets_parser(commands)
     return parser
+
+
+def _datasets_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    datasets = commands.add_parser(
+        "datasets",
+        help="sample datasets: export them for offline evaluation",
+        description="Work with the sample datasets (JSON Lines) Guardline writes.",
+    )
+    actions = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export",
+        help="write samples as an FMEval or Bedrock model-evaluation dataset",
+        description="Read every writer's files in a sample dataset directory, join feedback "
+        "(a correction becomes the reference), drop duplicates, filter, and write JSON Lines "
+        "for AWS FMEval or an Amazon Bedrock model-evaluation job. A one-line summary goes "
+        "to stderr.",
+    )
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=["fmeval", "bedrock"],
+        help="fmeval: AWS FMEval JSON Lines; bedrock: a Bedrock model-evaluation custom "
+        "prompt dataset",
+    )
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="output file, ending in .jsonl; a Bedrock export over 1000 prompts continues "
+        "in parts beside it (out.jsonl, out-0002.jsonl, ...)",
+    )
+    export.add_argument(
+        "--dir", metavar="DIR", help="dataset directory (default: samples.jsonl.directory)"
+    )
+    when = "ISO 8601 date or time (UTC unless it has an offset), or a duration back from now: "
+    export.add_argument("--since", type=_when, metavar="T", help=when + "90m, 24h, 7d (inclusive)")
+    export.add_argument("--until", type=_when, metavar="T", help=when + "90m, 24h, 7d (exclusive)")
+    export.add_argument(
+        "--category",
+        action="append",
+        default=[],
+        metavar="C",
+        help="only records with a finding of this category (repeatable; 'none': records "
+        "without findings)",
+    )
+    export.add_argument(
+        "--selected",
+        choices=["flagged", "baseline", "feedback"],
+        help="only records selected for this reason",
+    )
+    export.add_argument("--model", metavar="NAME", help="only records whose request named NAME")
+    export.add_argument(
+        "--with-reference",
+        action="store_true",
+        help="only records with a reference (a feedback correction): accuracy evaluations "
+        "need one on every line",
+    )
+    export.add_argument(
+        "--byoi",
+        action="store_true",
+        help="Bedrock bring-your-own-inference: add each recorded response as modelResponses",
+    )
+    export.add_argument(
+        "--model-identifier",
+        metavar="NAME",
+        help="the modelIdentifier for --byoi (default: the records' model, sanitised)",
+    )
+    _common(export)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +222,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _when(text: str) -> datetime:
+    from guardline.exporters.datasets import parse_when  # noqa: PLC0415 - keep --help fast
+
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -240,6 +326,37 @@ def _eval(args: argparse.Namespace) -> None:
     configure("warning" if args.log_level is None else settings.log_level, settings.log_format)
     report = evaluate(args.kind, Path(args.dataset), settings)
     print(json.dumps(report) if args.json else table(report))
+
+
+def _datasets(args: argparse.Namespace) -> None:
+    {"export": _datasets_export}[args.action](args)
+
+
+def _datasets_export(args: argparse.Namespace) -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from guardline.exporters.datasets import Filters, export  # noqa: PLC0415
+
+    settings = load_settings(args.config, _overrides(args, "log_level"))
+    configure("warning" if args.log_level is None else settings.log_level, settings.log_format)
+    filters = Filters(
+        since=args.since,
+        until=args.until,
+        categories=frozenset(args.category),
+        selected=args.selected,
+        model=args.model,
+        with_reference=args.with_reference,
+    )
+    directory = Path(args.dir) if args.dir else settings.samples.jsonl.directory
+    stats = export(
+        directory,
+        Path(args.out),
+        args.format,
+        filters,
+        byoi=args.byoi,
+        identifier=args.model_identifier,
+    )
+    print(f"guardline: {stats.summary()}", file=sys.stderr)
 
 
 _DEMO_BANNER = """

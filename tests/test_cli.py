@@ -211,7 +211,15 @@ def test_every_option_is_explained() -> None:
         return found
 
     found = commands(_parser())
-    assert set(found) == {"serve", "simulate", "demo", "eval", "eval detectors"}
+    assert set(found) == {
+        "serve",
+        "simulate",
+        "demo",
+        "eval",
+        "eval detectors",
+        "datasets",
+        "datasets export",
+    }
     for name, sub in found.items():
         for action in sub._actions:
             if action.option_strings and action.dest != "help":

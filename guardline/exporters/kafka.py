@@ -52,15 +52,18 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     """kafka-python producer settings: idempotent, ``acks=all``, and every wait bounded
     (its defaults wait 30-120 s, far longer than an outage takes to notice)."""
     timeout_ms = int(settings.send_timeout * 1000)
+    linger_ms = 5
+    request_ms = max(500, timeout_ms // 2)
     config: dict[str, Any] = {
         "bootstrap_servers": list(settings.bootstrap_servers),
         "client_id": settings.client_id,
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        "linger_ms": linger_ms,
         "max_block_ms": timeout_ms,
-        "request_timeout_ms": max(1000, timeout_ms // 2),
-        "delivery_timeout_ms": timeout_ms,
+        "request_timeout_ms": request_ms,
+        # kafka-python refuses a delivery timeout below linger + request timeout.
+        "delivery_timeout_ms": max(timeout_ms, linger_ms + request_ms + 100),
         "bootstrap_timeout_ms": timeout_ms,
         "reconnect_backoff_max_ms": 1000,
         **security_config(settings),

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 
-from guardline.exporters.kafka import KafkaSink
+from guardline.exporters.kafka import KafkaSink, producer_config
 from guardline.settings import KafkaSettings
 from tests.broker import Tansu
 
@@ -207,3 +207,14 @@ def test_no_thread_is_left_behind(tansu: Tansu, tmp_path: Path) -> None:
     time.sleep(0.2)
     left = {t.name for t in threading.enumerate()} - before
     assert not left, left
+
+
+@pytest.mark.parametrize("send_timeout", [0.1, 0.5, 1.0, 2.0, 5.0, 30.0])
+def test_the_producer_accepts_its_configuration(send_timeout: float) -> None:
+    # kafka-python checks its timeouts against each other when constructed; a refused
+    # configuration would retry forever as if the broker were down.
+    config = producer_config(
+        KafkaSettings(bootstrap_servers=("127.0.0.1:1",), send_timeout=send_timeout)
+    )
+    producer = KafkaProducer(**config, api_version=(3, 9))  # no broker contact
+    producer.close(timeout=0.1)
