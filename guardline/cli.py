@@ -190,6 +190,39 @@ def _datasets_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     _common(export)
 
+    consume = actions.add_parser(
+        "consume",
+        help="materialise the Kafka samples topic into JSON Lines datasets (a consumer group)",
+        description="Read the samples topic in a consumer group and write the records into "
+        "the same JSON Lines datasets the proxy writes, so a cluster of replicas produces one "
+        "dataset. Offsets are committed only once records are on disk (at least once: "
+        "readers drop duplicates). Runs until SIGTERM/SIGINT, or --max-idle.",
+    )
+    consume.add_argument("--topic", help="the samples topic (default: samples.kafka.topic)")
+    consume.add_argument(
+        "--out", metavar="DIR", help="dataset directory (default: samples.jsonl.directory)"
+    )
+    consume.add_argument(
+        "--bootstrap-servers",
+        action="append",
+        metavar="HOST:PORT",
+        help="a broker (repeatable; default: samples.kafka.bootstrap_servers)",
+    )
+    consume.add_argument(
+        "--group", default="guardline-datasets", help="consumer group (default guardline-datasets)"
+    )
+    consume.add_argument(
+        "--prefix", help="this consumer's file prefix (default samples-c-<host>-<pid>)"
+    )
+    consume.add_argument(
+        "--max-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long without a record once partitions are assigned (batch or "
+        "cron use); default: run on",
+    )
+    _common(consume)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
@@ -329,7 +362,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _datasets(args: argparse.Namespace) -> None:
-    {"export": _datasets_export}[args.action](args)
+    {"export": _datasets_export, "consume": _datasets_consume}[args.action](args)
 
 
 def _datasets_export(args: argparse.Namespace) -> None:
@@ -385,3 +418,38 @@ Guardrails monitor by default (traffic unchanged, findings recorded). To see gua
   GUARDLINE_POLICY__RESPONSE__TOXICITY__MODE=guard \
   GUARDLINE_POLICY__RESPONSE__TOXICITY__ACTION=block make demo
 """
+
+
+def _datasets_consume(args: argparse.Namespace) -> None:
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from guardline.exporters.consumer import consume, source_from_settings  # noqa: PLC0415
+
+    settings = load_settings(args.config, _overrides(args, "log_level"))
+    configure(settings.log_level, settings.log_format)
+    source = source_from_settings(
+        settings, bootstrap_servers=args.bootstrap_servers, topic=args.topic
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    out = Path(args.out) if args.out else settings.samples.jsonl.directory
+    log.info(
+        "consuming %s from %s into %s", source["topic"], ",".join(source["bootstrap_servers"]), out
+    )
+    stats = consume(
+        **source,
+        out_dir=out,
+        group=args.group,
+        prefix=args.prefix,
+        max_idle=args.max_idle,
+        stop=stop,
+        max_file_bytes=settings.samples.jsonl.max_file_bytes,
+    )
+    print(
+        f"guardline: consumed {stats.consumed}, written {stats.written}, rejected "
+        f"{stats.rejected}, outages {stats.outages}",
+        file=sys.stderr,
+    )

@@ -22,13 +22,14 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from guardline.errors import ConfigError
 from guardline.exporters.spool import Entry, Position, Spool
 from guardline.settings import KafkaSettings
 
@@ -72,14 +73,43 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
 
 
 def security_config(settings: KafkaSettings) -> dict[str, Any]:
-    """TLS/SASL options shared by the producer and the consumer (the password comes from
-    the environment, never from a file, and is never logged)."""
-    config: dict[str, Any] = {"security_protocol": settings.security_protocol}
-    if settings.sasl_mechanism is not None:
-        config["sasl_mechanism"] = settings.sasl_mechanism
-        config["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password_env:
-            config["sasl_plain_password"] = os.environ.get(settings.sasl_password_env, "")
+    """TLS/SASL options shared by the producer and the dataset consumer."""
+    return security_options(
+        settings.security_protocol,
+        settings.sasl_mechanism,
+        settings.sasl_username,
+        settings.sasl_password_env,
+    )
+
+
+def security_options(
+    protocol: str,
+    mechanism: str | None,
+    username: str | None,
+    password_env: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """kafka-python's TLS/SASL options; the password is read from the variable
+    ``password_env`` names (never from a file) and never logged. ConfigError when they
+    do not fit together, so a bad setup fails at start, not as an endless outage."""
+    config: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL_") and mechanism is None:
+        raise ConfigError(f"samples.kafka: security_protocol {protocol} needs a sasl_mechanism")
+    if mechanism is not None:
+        if not protocol.startswith("SASL_"):
+            raise ConfigError(
+                f"samples.kafka: sasl_mechanism needs a SASL_ security_protocol, not {protocol}"
+            )
+        if not username or not password_env:
+            raise ConfigError("samples.kafka: SASL needs sasl_username and sasl_password_env")
+        password = (os.environ if environ is None else environ).get(password_env)
+        if password is None:
+            raise ConfigError(
+                f"samples.kafka: the SASL password variable {password_env} is not set"
+            )
+        config.update(
+            sasl_mechanism=mechanism, sasl_plain_username=username, sasl_plain_password=password
+        )
     return config
 
 
@@ -108,6 +138,7 @@ class KafkaSink:
     ) -> None:
         self.settings = settings
         self.topic = settings.topic
+        security_config(settings)  # fails now, loudly, rather than as an endless outage
         self.spool = Spool(
             spool_directory or settings.spool_directory, max_bytes=settings.spool_max_bytes
         )
@@ -183,7 +214,8 @@ class KafkaSink:
         self._writer.join()
         deadline = time.monotonic() + timeout
         target = self.spool.end
-        while self.connected and self.spool.cursor < target and time.monotonic() < deadline:
+        # Unless the broker is known to be down, give it the time to take what is left.
+        while not self.down and self.spool.cursor < target and time.monotonic() < deadline:
             time.sleep(0.01)
         self._stopping.set()
         self._sender.join()

@@ -218,3 +218,14 @@ def test_the_producer_accepts_its_configuration(send_timeout: float) -> None:
     )
     producer = KafkaProducer(**config, api_version=(3, 9))  # no broker contact
     producer.close(timeout=0.1)
+
+
+def test_close_delivers_what_was_queued(tansu: Tansu, tmp_path: Path) -> None:
+    tansu.create_topic(TOPIC)
+    sink = KafkaSink(_settings(tansu), tmp_path / "spool")
+    for i in range(300):
+        sink.submit(_record(i))
+    sink.close()  # no flush first: close itself spools the queue and waits for the broker
+    assert sink.sent == 300
+    assert sink.spool.unsent_bytes == 0
+    assert len({m.key for m in _consume(tansu, 300)}) == 300

@@ -108,3 +108,38 @@ def test_sigkill_mid_traffic_then_restart_replays_the_spool(tansu: Tansu, tmp_pa
     raw = b"".join(path.read_bytes() for path in files(samples))
     assert card.encode() not in raw
     assert all(card.encode() not in m.value for m in messages)
+
+
+def test_sigterm_delivers_every_sample_before_exit(tansu: Tansu, tmp_path: Path) -> None:
+    tansu.create_topic(TOPIC)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "GUARDLINE_SAMPLES__JSONL__DIRECTORY": str(tmp_path / "samples"),
+        "GUARDLINE_SAMPLES__BASELINE_RATE": "0",
+        "GUARDLINE_SAMPLES__KAFKA__BOOTSTRAP_SERVERS": f'["{tansu.bootstrap}"]',
+        "GUARDLINE_SAMPLES__KAFKA__TOPIC": TOPIC,
+        "GUARDLINE_SAMPLES__KAFKA__SPOOL_DIRECTORY": str(tmp_path / "spool"),
+    }
+    card = _card()
+    ids: list[str] = []
+    with (
+        simulator(scenario="echo") as sim,
+        _process("serve", "--port", str(port), "--upstream", sim.url, **env) as proc,
+    ):
+        _wait_ok(url + "/readyz", proc, timeout=60)
+        with httpx.Client(timeout=10) as client:
+            for i in range(40):
+                body = {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": f"card {card} #{i}"}],
+                }
+                response = client.post(url + "/v1/chat/completions", json=body)
+                ids.append(response.headers["x-guardline-request-id"].split("~")[0])
+        proc.send_signal(signal.SIGTERM)  # at once: samples may still be queued
+        assert proc.wait(30) == 0
+    assert _spooled_ids(tmp_path / "spool") == set()  # nothing left behind
+    messages = consume_all(tansu.bootstrap, len(ids))
+    assert {m.key.decode() for m in messages} == set(ids)
+    lines = [x for p in files(tmp_path / "samples") for x in p.read_bytes().splitlines()]
+    assert sorted(orjson.loads(x)["request_id"] for x in lines) == sorted(ids)

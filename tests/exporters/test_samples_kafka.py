@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +19,13 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
+from guardline.cli import main
 from guardline.simulator import Simulator
 from tests.broker import Tansu
 from tests.conftest import openai_client
 from tests.exporters.test_canary import _card
 from tests.servers import Running, context_of, proxy, proxy_settings, simulator
+from tests.test_cli import GUARDLINE
 
 pytestmark = pytest.mark.e2e
 
@@ -231,3 +234,38 @@ def test_an_outage_loses_no_sample_and_does_not_slow_the_proxy(
     # send timeout (2 s); the spread allowed here is machine noise, two orders below.
     assert report["outage"]["p50_ms"] <= 2 * report["normal"]["p50_ms"] + 5
     assert report["outage"]["p95_ms"] <= 3 * report["normal"]["p95_ms"] + 20
+
+
+def test_replicas_make_one_dataset_through_the_topic(
+    echo_sim: Running[Simulator], tansu: Tansu, tmp_path: Path
+) -> None:
+    """Two proxies (replicas) produce; ``guardline datasets consume`` materialises the
+    topic into one dataset; ``datasets export`` turns it into an FMEval file."""
+    tansu.create_topic(TOPIC)
+    sent: list[str] = []
+    for replica in ("a", "b"):
+        with _gateway(echo_sim, tansu, tmp_path / replica) as gw:
+            with _Traffic(gw.url) as traffic:
+                traffic.wait_for(15)
+            assert context_of(gw).samples.sinks[-1].flush(20)
+            sent += [rid for _, rid in traffic.sent]
+    dataset, out = tmp_path / "dataset", tmp_path / "flagged.jsonl"
+    consumed = subprocess.run(
+        [
+            *(GUARDLINE, "datasets", "consume", "--bootstrap-servers", tansu.bootstrap),
+            *("--topic", TOPIC, "--out", str(dataset), "--max-idle", "3"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    assert (
+        main(["datasets", "export", "--format", "fmeval", "--dir", str(dataset), "--out", str(out)])
+        == 0
+    )
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert sorted(row["request_id"] for row in rows) == sorted(sent)
+    assert all("<CREDIT_CARD>" in row["model_input"] for row in rows)
+    assert all(row["category"] == "CREDIT_CARD" for row in rows)
