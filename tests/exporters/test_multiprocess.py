@@ -286,10 +286,17 @@ def test_a_counter_incremented_in_two_workers_is_reported_as_the_sum(
     tmp_path: Path, stopped_at_the_end: list[subprocess.Popen[str]]
 ) -> None:
     """Real traffic through ``serve --workers 2``: each worker's own snapshot shows the
-    calls it served; ``/metrics``, whichever worker answers, shows their sum."""
+    calls it served; ``/metrics``, whichever worker answers, shows their sum. Each worker
+    writes its own sample files (every call is sampled here)."""
+    samples = tmp_path / "samples"
     with simulator() as sim:
         proc, base, log = _two_workers(
-            tmp_path, sim.url, stopped_at_the_end, GUARDLINE_TELEMETRY__SNAPSHOT_INTERVAL="0.2"
+            tmp_path,
+            sim.url,
+            stopped_at_the_end,
+            GUARDLINE_TELEMETRY__SNAPSHOT_INTERVAL="0.2",
+            GUARDLINE_SAMPLES__BASELINE_RATE="1",
+            GUARDLINE_SAMPLES__JSONL__DIRECTORY=str(samples),
         )
         (metrics_dir,) = tmp_path.glob("guardline-metrics-*")
 
@@ -326,3 +333,7 @@ def test_a_counter_incremented_in_two_workers_is_reported_as_the_sum(
             assert _requests_total(httpx.get(base + "/metrics", timeout=10).text) == sent
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()
+    writers = {path.name.split("-2")[0] for path in samples.glob("*.jsonl")}
+    assert writers == {"samples-w0", "samples-w1"}
+    lines = [x for path in samples.glob("*.jsonl") for x in path.read_bytes().splitlines()]
+    assert len({json.loads(x)["request_id"] for x in lines}) == len(lines) == sent
