@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -362,7 +362,9 @@ class KafkaSettings(_Model):
     Records go through an append-only disk spool first, so the request path never waits
     for the broker, an outage or a crash loses nothing, and order is kept."""
 
-    bootstrap_servers: tuple[str, ...] = ()
+    bootstrap_servers: tuple[
+        Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/]+):\d{1,5}$")], ...
+    ] = ()
     """``host:port`` of some brokers; empty: no Kafka."""
     topic: str = Field(default="guardline.samples", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     client_id: str = "guardline"

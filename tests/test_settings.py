@@ -144,3 +144,16 @@ def test_upstream_shortcut_keeps_partial_rules_partial(monkeypatch: pytest.Monke
             .response["pii"]
         )
         assert (rule.mode, rule.action) == ("guard", "redact")
+
+
+@pytest.mark.parametrize("server", ["http://kafka:9092", "kafka", "kafka:port", "a b:9092"])
+def test_kafka_bootstrap_servers_must_be_host_and_port(server: str) -> None:
+    with pytest.raises(ConfigError, match="bootstrap_servers"):
+        load_settings(overrides={"samples": {"kafka": {"bootstrap_servers": [server]}}})
+
+
+def test_kafka_bootstrap_servers_take_names_addresses_and_ipv6() -> None:
+    servers = ["kafka-0.kafka.svc:9092", "10.0.0.5:9093", "[::1]:9092"]
+    settings = load_settings(overrides={"samples": {"kafka": {"bootstrap_servers": servers}}})
+    assert settings.samples.kafka.bootstrap_servers == tuple(servers)
+    assert settings.samples.kafka.enabled
