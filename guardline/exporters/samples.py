@@ -214,6 +214,7 @@ class Samples:
         # or None (selected: its feedback is always worth a record).
         self._recent: OrderedDict[str, _Pending | None] = OrderedDict()
         self._memory = settings.feedback_memory
+        self._chars = 0
         if self.enabled and self.raw:
             log.warning(
                 "samples: export_raw_text_including_pii is ON: prompts and responses are "
@@ -373,22 +374,46 @@ class Samples:
                 log.exception("sample sink %s failed", sink.name)
 
     def _remember(self, request_id: str, pending: _Pending | None) -> None:
+        """Keep the last ``feedback_memory`` exchanges, and their texts only while they
+        add up to less than ``_MEMORY_CHARS`` (older ones keep just the id)."""
         if not self._memory:
             return
         recent = self._recent
+        previous = recent.pop(request_id, None)
+        if previous is not None:
+            self._chars -= previous.chars
         recent[request_id] = pending
-        recent.move_to_end(request_id)
+        if pending is not None:
+            self._chars += pending.chars
         while len(recent) > self._memory:
-            recent.popitem(last=False)
-
+            _, dropped = recent.popitem(last=False)
+            if dropped is not None:
+                self._chars -= dropped.chars
+        if self._chars > _MEMORY_CHARS:
+            for rid, old in recent.items():
+                if old is not None:
+                    recent[rid] = None  # known and unselected; its text is gone
+                    self._chars -= old.chars
+                    if self._chars <= _MEMORY_CHARS // 2:
+                        break
 
 TRUNCATED = " …[{} characters cut]"
+_MEMORY_CHARS = 32_000_000
+"""Text kept for rejected-feedback joins, at most (about 64 MB)."""
 
 
 class _Pending:
     """An unselected exchange kept for a while, in case its feedback is a rejection."""
 
-    __slots__ = ("cost_usd", "exchange", "prompts", "received_at", "responses", "trace")
+    __slots__ = (
+        "chars",
+        "cost_usd",
+        "exchange",
+        "prompts",
+        "received_at",
+        "responses",
+        "trace",
+    )
 
     def __init__(
         self,
@@ -404,6 +429,7 @@ class _Pending:
         self.cost_usd = cost_usd
         self.trace = trace
         self.received_at: float | None = None
+        self.chars = sum(map(len, prompts)) + sum(map(len, responses))
 
 
 def _joined(texts: Sequence[str]) -> str:

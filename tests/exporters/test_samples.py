@@ -7,12 +7,16 @@ import random
 import time
 
 import orjson
+import pytest
 
 from guardline.detectors.base import FakeDetector, Finding
 from guardline.detectors.guardrails import Guardrails
 from guardline.exchange import Endpoint, Exchange, Usage
+from guardline.exporters import samples as samples_module
 from guardline.exporters.content import WITHHELD, redact
-from guardline.exporters.samples import SCHEMA_VERSION, Selector, sample_record
+from guardline.exporters.samples import SCHEMA_VERSION, Samples, Selector, sample_record
+from guardline.exporters.sink import InMemorySink
+from guardline.proxy.feedback import Feedback
 from guardline.settings import SamplesSettings, load_settings
 from tests.servers import default_detectors
 
@@ -113,3 +117,48 @@ def test_text_is_withheld_when_it_cannot_be_checked() -> None:
     assert asyncio.run(redact(no_pii, "mail bob@example.org", "request")) == WITHHELD
     broken = Guardrails(settings, {"pii": FakeDetector(name="pii", error=RuntimeError("down"))})
     assert asyncio.run(redact(broken, "mail bob@example.org", "request")) == WITHHELD
+
+
+def _named(request_id: str) -> Exchange:
+    exchange = _exchange()
+    exchange.request_id = request_id
+    return exchange
+
+
+def _samples(memory: int) -> tuple[Samples, InMemorySink]:
+    settings = SamplesSettings(
+        baseline_rate=0.0, feedback_memory=memory, export_raw_text_including_pii=True
+    )
+    sink = InMemorySink()
+    guardrails = Guardrails(load_settings(), {})
+    return Samples(settings, guardrails, sinks=[sink]), sink
+
+
+def _rejected() -> Feedback:
+    return Feedback(outcome="rejected", score=None, retained_fraction=None, comment=None)
+
+
+def test_rejections_join_only_what_is_still_remembered() -> None:
+    samples, sink = _samples(memory=3)
+    ids = [f"r{i}" for i in range(5)]
+    for rid in ids:
+        asyncio.run(samples.exchange(_named(rid), ["hello " + rid], ["hi"]))
+    assert sink.records == []  # nothing flagged, no baseline
+    for rid in ids:
+        asyncio.run(samples.feedback(rid, _rejected()))
+    exchanges = [r["request_id"] for r in sink.records if r["kind"] == "exchange"]
+    feedback = [r["request_id"] for r in sink.records if r["kind"] == "feedback"]
+    assert exchanges == ids[2:]  # the two oldest were forgotten
+    assert feedback == ids  # still written: a reader may have the exchange from elsewhere
+    assert samples.unjoined == 2
+
+
+def test_remembered_text_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(samples_module, "_MEMORY_CHARS", 100)
+    samples, sink = _samples(memory=100)
+    for i in range(10):
+        asyncio.run(samples.exchange(_named(f"r{i}"), ["x" * 20], ["y" * 10]))
+    assert samples._chars <= 100
+    asyncio.run(samples.feedback("r0", _rejected()))  # its text went to make room
+    asyncio.run(samples.feedback("r9", _rejected()))
+    assert [r["request_id"] for r in sink.records if r["kind"] == "exchange"] == ["r9"]
