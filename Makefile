@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FMEVAL_VENV ?= .venv-fmeval
 FMEVAL_STAMP := $(FMEVAL_VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors bench-telemetry clean fmeval-venv
+.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-quick: $(STAMP)
 
 bench-telemetry: $(STAMP)  ## telemetry off / on / on with OTLP, against a direct call (~4 min)
 	$(BIN)/python benchmarks/telemetry.py
+
+bench-samples: $(STAMP)  ## samples off / JSON Lines / + Kafka / Kafka down, at 1% and 100% (~16 min)
+	$(BIN)/python benchmarks/samples.py
 
 bench-detectors: $(STAMP)  ## detector throughput, stream-guard cost, guard-mode time to first token
 	$(BIN)/python benchmarks/detectors.py

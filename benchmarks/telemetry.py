@@ -12,6 +12,7 @@ share of it largest: the strictest comparison. Placement as in ``overhead.py``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -107,29 +108,17 @@ def _recording(url: str) -> tuple[float, float]:
     return totals[RECORDING_CPU.samples[0]], totals[REQUESTS.samples[0]]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--quick", action="store_true", help="4 s runs, one round (a smoke run)")
-    args = parser.parse_args()
-    if args.quick:
-        args.duration, args.warmup, args.rounds = 4.0, 1.0, 1
-    pin = (os.cpu_count() or 1) >= 2
-    sim_cpu, proxy_cpu, load_cpu = (0, 1, 0) if pin else (None, None, None)
+def _scenarios() -> list[Scenario]:
+    """Plain chat and 32-chunk streams, open loop and closed loop (also used by
+    ``samples.py``)."""
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Weather?"}]}
     fixed = {"x-sim-reply": REPLY, "x-sim-ttft-ms": "0"}
-    import json
-
     stream_headers = {
         "x-sim-chunks": json.dumps(STREAM_CHUNKS),
         "x-sim-ttft-ms": "0",
         "x-sim-token-delay-ms": "0",
     }
-    scenarios = [
+    return [
         Scenario("chat, 400 req/s", "/v1/chat/completions", chat, fixed, rate=400),
         Scenario(
             "chat stream (32 chunks), 100 streams/s",
@@ -147,6 +136,22 @@ def main() -> None:
             concurrency=16,
         ),
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--quick", action="store_true", help="4 s runs, one round (a smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.rounds = 4.0, 1.0, 1
+    pin = (os.cpu_count() or 1) >= 2
+    sim_cpu, proxy_cpu, load_cpu = (0, 1, 0) if pin else (None, None, None)
+    scenarios = _scenarios()
     sim_port, sink_port = _free_port(), _free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     configs = {

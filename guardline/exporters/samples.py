@@ -397,6 +397,7 @@ class Samples:
                     if self._chars <= _MEMORY_CHARS // 2:
                         break
 
+
 TRUNCATED = " …[{} characters cut]"
 _MEMORY_CHARS = 32_000_000
 """Text kept for rejected-feedback joins, at most (about 64 MB)."""

@@ -284,6 +284,8 @@ class _Call:
                         exchange.endpoint,
                         self.ctx.guardrails.max_hold,
                     )
+                if guard is not None and not guard.active:
+                    guard = None
                 telemetry = self.ctx.telemetry
                 telemetry.stream_opened(exchange)
                 try:
@@ -294,11 +296,14 @@ class _Call:
                         adapter=self.adapter,
                         endpoint=exchange.endpoint,
                         exchange=exchange,
-                        guard=guard if guard is not None and guard.active else None,
-                        texts=self.output_texts,
+                        guard=guard,
+                        # An active guard keeps the text already: not extracted twice.
+                        texts=self.output_texts if guard is None else None,
                     )
                 finally:
                     telemetry.stream_closed(exchange)
+                    if guard is not None and self.output_texts is not None:
+                        self.output_texts += guard.texts()
         elif exchange.endpoint is Endpoint.PASSTHROUGH:
             await self._relay_chunks(response, client_headers(response.headers, self.client_id()))
         else:

@@ -87,6 +87,12 @@ class StreamGuard:
     def active(self) -> bool:
         return self.holding or self._watching
 
+    def texts(self) -> list[str]:
+        """The response text received so far, one string per channel (choice, tool
+        call), before any redaction: samples take it from here instead of extracting
+        every event's text a second time."""
+        return [channel.text for channel in self._channels.values() if channel.text]
+
     async def feed(self, event: SSEEvent, data: dict[str, Any] | None) -> bytes:
         """Take one upstream event; return the bytes that may go to the client now.
         Raises GuardrailBlockedError / GuardrailError when the policy stops the stream."""
