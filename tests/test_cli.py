@@ -219,6 +219,7 @@ def test_every_option_is_explained() -> None:
         "eval detectors",
         "datasets",
         "datasets export",
+        "datasets consume",
     }
     for name, sub in found.items():
         for action in sub._actions:
