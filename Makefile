@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FMEVAL_VENV ?= .venv-fmeval
 FMEVAL_STAMP := $(FMEVAL_VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv
+.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,22 @@ $(FMEVAL_STAMP): constraints-fmeval.txt
 	$(FMEVAL_VENV)/bin/python -m pip install --quiet -c constraints-fmeval.txt fmeval pyarrow torch
 	touch $@
 
+# Prometheus, promtool and Alertmanager (Debian packages) for the SRE tests. Installing
+# needs root (CI runs as root); without it the tests that need them skip, or fail where
+# GUARDLINE_REQUIRE_E2E=1.
+tools:  ## install prometheus (with promtool) and prometheus-alertmanager where missing
+	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	else echo "make tools: promtool/alertmanager missing and cannot apt-get install (not root)"; fi
+
 fmeval-venv: $(FMEVAL_STAMP)  ## create .venv-fmeval with AWS FMEval, for the FMEval load test
 
 demo: $(STAMP)  ## the proxy in front of the built-in simulator; prints how to call it
 	$(BIN)/guardline demo
 
-test: check $(FMEVAL_STAMP)  ## lint, format check, mypy --strict, then the whole test suite
+test: check $(FMEVAL_STAMP) tools  ## lint, format check, mypy --strict, then the whole test suite
 	$(BIN)/pytest
 
 check: $(STAMP)
