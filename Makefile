@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FMEVAL_VENV ?= .venv-fmeval
 FMEVAL_STAMP := $(FMEVAL_VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv
+.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv dashboards
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ check: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+dashboards: $(STAMP)  ## regenerate dashboards/*.json from guardline/dashboards (commit the result)
+	$(BIN)/python -m guardline.dashboards --write
 
 bench: $(STAMP)  ## overhead benchmark: direct vs through Guardline (~5 min)
 	$(BIN)/python benchmarks/overhead.py
