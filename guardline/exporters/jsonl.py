@@ -22,21 +22,13 @@ from typing import Any
 
 import orjson
 
+from guardline.exporters.sink import STOP, FlushMarker
+
 log = logging.getLogger("guardline.samples")
 
 _SUFFIX = ".jsonl"
 _DATED = r"-\d{4}-\d{2}-\d{2}-\d{4}\.jsonl"
 _NAME = re.compile(r"[A-Za-z0-9_.-]+?" + _DATED)
-
-
-class _Flush:
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
 
 
 class JsonlSink:
@@ -93,7 +85,7 @@ class JsonlSink:
     def flush(self, timeout: float | None = None) -> bool:
         if not self._thread.is_alive():
             return self._queue.empty()
-        marker = _Flush()
+        marker = FlushMarker()
         self._queue.put(marker)
         return marker.done.wait(timeout)
 
@@ -101,7 +93,7 @@ class JsonlSink:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._queue.put(STOP)
         self._thread.join()
 
     def health(self) -> dict[str, Any]:
@@ -122,9 +114,9 @@ class JsonlSink:
         try:
             while True:
                 item = self._queue.get()
-                if item is _STOP:
+                if item is STOP:
                     break
-                if isinstance(item, _Flush):
+                if isinstance(item, FlushMarker):
                     self._sync()
                     item.done.set()
                     continue
@@ -203,32 +195,31 @@ def repair(directory: Path, prefix: str = "samples") -> int:
     """Cut an unterminated last line (a write a crash interrupted) off every file of the
     writer ``prefix`` (never another writer's: it may be mid-line right now); the number
     of bytes removed."""
-    removed = 0
-    for path in files(directory, prefix):
-        size = path.stat().st_size
-        if not size:
-            continue
-        with path.open("rb+") as file:
-            file.seek(-1, os.SEEK_END)
-            if file.read(1) == b"\n":
-                continue
-            # Find the last complete line, reading backwards in blocks.
-            end = size
-            keep = 0
-            while end > 0:
-                start = max(0, end - 65536)
-                file.seek(start)
-                block = file.read(end - start)
-                newline = block.rfind(b"\n")
-                if newline >= 0:
-                    keep = start + newline + 1
-                    break
-                end = start
-            file.truncate(keep)
-            removed += size - keep
-            log.warning(
-                "%s ended in a torn line (a crash mid-write): %d bytes removed",
-                path,
-                size - keep,
-            )
-    return removed
+    return sum(cut_torn_tail(path) for path in files(directory, prefix))
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Cut ``path`` back to its last complete line (a crash mid-write leaves an
+    unterminated one); the bytes removed."""
+    size = path.stat().st_size
+    if not size:
+        return 0
+    with path.open("rb+") as file:
+        file.seek(-1, os.SEEK_END)
+        if file.read(1) == b"\n":
+            return 0
+        # Find the last complete line, reading backwards in blocks.
+        end = size
+        keep = 0
+        while end > 0:
+            start = max(0, end - 65536)
+            file.seek(start)
+            block = file.read(end - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        file.truncate(keep)
+    log.warning("%s ended in a torn line (a crash mid-write): %d bytes removed", path, size - keep)
+    return size - keep

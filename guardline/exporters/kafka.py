@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from guardline.errors import ConfigError
+from guardline.exporters.sink import STOP, FlushMarker
 from guardline.exporters.spool import Entry, Position, Spool
 from guardline.settings import KafkaSettings
 
@@ -38,15 +39,6 @@ log = logging.getLogger("guardline.samples")
 SCHEMA_HEADER = "guardline-schema"
 KIND_HEADER = "guardline-kind"
 TRACEPARENT = "traceparent"
-
-_STOP = object()
-
-
-class _Flush:
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
 
 
 def producer_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -190,7 +182,7 @@ class KafkaSink:
         """True once everything submitted so far is in the spool and acknowledged by the
         broker (False on timeout: it stays spooled)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        marker = _Flush()
+        marker = FlushMarker()
         try:
             self._queue.put(marker, timeout=timeout)
         except queue.Full:
@@ -210,7 +202,7 @@ class KafkaSink:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._queue.put(STOP)
         self._writer.join()
         deadline = time.monotonic() + timeout
         target = self.spool.end
@@ -255,11 +247,11 @@ class KafkaSink:
                 except queue.Empty:
                     break
             lines: list[bytes] = []
-            markers: list[_Flush] = []
+            markers: list[FlushMarker] = []
             for item in items:
-                if item is _STOP:
+                if item is STOP:
                     stop = True
-                elif isinstance(item, _Flush):
+                elif isinstance(item, FlushMarker):
                     markers.append(item)
                 else:
                     try:

@@ -32,6 +32,20 @@ class Sink(Protocol):
         ...
 
 
+class FlushMarker:
+    """Put in a sink's queue behind the records a ``flush`` waits for; its writer sets
+    ``done`` once they are written."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+STOP = object()
+"""Put in a sink's queue by ``close``: its writer stops after what came before."""
+
+
 class InMemorySink:
     """Keeps every record (tests)."""
 

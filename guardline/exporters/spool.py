@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guardline.errors import StartupError
+from guardline.exporters.jsonl import cut_torn_tail
 
 log = logging.getLogger("guardline.samples")
 
@@ -57,7 +58,7 @@ class Spool:
         self._lock = threading.Lock()
         self._readable = threading.Condition(self._lock)
         segments = self._segments()
-        self.repaired = _repair(directory / _name(segments[-1])) if segments else 0
+        self.repaired = cut_torn_tail(directory / _name(segments[-1])) if segments else 0
         self._cursor = self._load_cursor(segments)
         self._read_at = self._cursor
         self._sizes: dict[int, int] = {s: (directory / _name(s)).stat().st_size for s in segments}
@@ -257,15 +258,3 @@ class Spool:
 
 def _name(segment: int) -> str:
     return f"spool-{segment:012d}.log"
-
-
-def _repair(path: Path) -> int:
-    """Cut a torn last line (a crash mid-write) off ``path``; the bytes removed."""
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return 0
-    keep = data.rfind(b"\n") + 1
-    with path.open("rb+") as file:
-        file.truncate(keep)
-    log.warning("spool %s ended in a torn line (a crash mid-write): cut off", path)
-    return len(data) - keep
