@@ -239,12 +239,7 @@ class Samples:
         """Select, redact and hand on one finished exchange (``trace``: its trace and
         span ids, hex)."""
         reason = self._selector.reason(exchange)
-        usage = exchange.reply.usage
-        cost_usd = None
-        if usage is not None:
-            cost_usd = self._prices.cost(exchange.reply.model or exchange.model, usage)
-        pending = _Pending(exchange, list(prompts), list(responses), cost_usd, trace)
-        pending.received_at = time.time() - (time.perf_counter() - exchange.received)
+        pending = _Pending(exchange, list(prompts), list(responses), trace)
         if reason is None:
             self._remember(exchange.request_id, pending)
             return
@@ -343,13 +338,20 @@ class Samples:
 
     async def _emit(self, pending: _Pending, reason: Reason) -> None:
         self.selected[reason] += 1
-        trace = pending.trace
+        exchange, trace = pending.exchange, pending.trace
+        usage = exchange.reply.usage
+        # Priced here, not per exchange: most exchanges never become a record.
+        cost = (
+            None
+            if usage is None
+            else self._prices.cost(exchange.reply.model or exchange.model, usage)
+        )
         record = sample_record(
-            pending.exchange,
+            exchange,
             reason=reason,
             prompt=await self._text(_joined(pending.prompts), "request") or "",
             response=await self._text(_joined(pending.responses), "response") or "",
-            cost_usd=pending.cost_usd,
+            cost_usd=cost,
             trace_id=trace[0] if trace else None,
             span_id=trace[1] if trace else None,
             received_at=pending.received_at,
@@ -406,30 +408,21 @@ _MEMORY_CHARS = 32_000_000
 class _Pending:
     """An unselected exchange kept for a while, in case its feedback is a rejection."""
 
-    __slots__ = (
-        "chars",
-        "cost_usd",
-        "exchange",
-        "prompts",
-        "received_at",
-        "responses",
-        "trace",
-    )
+    __slots__ = ("chars", "exchange", "prompts", "received_at", "responses", "trace")
 
     def __init__(
         self,
         exchange: Exchange,
         prompts: list[str],
         responses: list[str],
-        cost_usd: float | None,
         trace: tuple[str, str] | None,
     ) -> None:
         self.exchange = exchange
         self.prompts = prompts
         self.responses = responses
-        self.cost_usd = cost_usd
         self.trace = trace
-        self.received_at: float | None = None
+        # Wall time of arrival, fixed now: a rejection may make the record much later.
+        self.received_at = time.time() - (time.perf_counter() - exchange.received)
         self.chars = sum(map(len, prompts)) + sum(map(len, responses))
 
 
