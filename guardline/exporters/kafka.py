@@ -151,7 +151,7 @@ class KafkaSink:
         """The broker was found unreachable and has not taken a batch since."""
         self.lag = 0.0
         self.last_error: str | None = None
-        self._full_since: float | None = None
+        self._full = False
         self._replay_until: Position = self.spool.end if self.spool.recovered else Position(0, 0)
         if self.spool.recovered:
             log.warning(
@@ -217,13 +217,12 @@ class KafkaSink:
             log.warning("Kafka sink stopped with %d bytes of samples spooled for later", left)
 
     def health(self) -> dict[str, Any]:
-        full = self._full_since is not None
         return {
             "topic": self.topic,
             "connected": self.connected,
             "spool_bytes": self.spool.unsent_bytes,
             "spool_max_bytes": self.spool.max_bytes,
-            "spool_full": full,
+            "spool_full": self._full,
             "sent": self.sent,
             "spooled": self.spooled,
             "replayed": self.replayed,
@@ -274,12 +273,11 @@ class KafkaSink:
         if self.down:
             self.spooled += taken
         if taken < len(lines):
-            if self._full_since is None:
-                self._full_since = time.monotonic()
+            self._full = True
             for _ in range(len(lines) - taken):
                 self._drop("spool_full", f"the spool is full ({self.spool.max_bytes} bytes)")
-        elif self._full_since is not None:
-            self._full_since = None
+        elif self._full:
+            self._full = False
             log.warning("Kafka sink: the spool has room again")
 
     def _drop(self, reason: str, why: str) -> None:

@@ -95,18 +95,16 @@ class Spool:
         return taken
 
     def _segment_fd(self, end: Position, size: int) -> int:
-        if self._fd is not None and end.offset + size <= self.segment_bytes:
-            return self._fd
-        if self._fd is None and end.offset + size <= self.segment_bytes:
+        if end.offset + size > self.segment_bytes:  # the current segment is full
+            if self._fd is not None:
+                os.close(self._fd)
+            segment = end.segment + 1
+            self._fd = self._open(segment)
+            with self._lock:
+                self._sizes[segment] = 0
+                self._end = Position(segment, 0)
+        elif self._fd is None:
             self._fd = self._open(end.segment)
-            return self._fd
-        if self._fd is not None:  # the current segment is full: start the next
-            os.close(self._fd)
-        segment = end.segment + 1
-        self._fd = self._open(segment)
-        with self._lock:
-            self._sizes[segment] = 0
-            self._end = Position(segment, 0)
         return self._fd
 
     def _open(self, segment: int) -> int:
