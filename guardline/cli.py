@@ -425,7 +425,7 @@ def _datasets_consume(args: argparse.Namespace) -> None:
     import threading  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    from guardline.exporters.consumer import consume, source_from_settings  # noqa: PLC0415
+    from guardline.exporters.consumer import DatasetConsumer, source_from_settings  # noqa: PLC0415
 
     settings = load_settings(args.config, _overrides(args, "log_level"))
     configure(settings.log_level, settings.log_format)
@@ -439,15 +439,14 @@ def _datasets_consume(args: argparse.Namespace) -> None:
     log.info(
         "consuming %s from %s into %s", source["topic"], ",".join(source["bootstrap_servers"]), out
     )
-    stats = consume(
+    consumer = DatasetConsumer(
         **source,
         out_dir=out,
         group=args.group,
         prefix=args.prefix,
-        max_idle=args.max_idle,
-        stop=stop,
         max_file_bytes=settings.samples.jsonl.max_file_bytes,
     )
+    stats = consumer.run(stop=stop, max_idle=args.max_idle)
     print(
         f"guardline: consumed {stats.consumed}, written {stats.written}, rejected "
         f"{stats.rejected}, outages {stats.outages}",

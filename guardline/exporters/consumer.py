@@ -89,7 +89,7 @@ class ConsumeError(GuardlineError):
 
 
 class KafkaSource(TypedDict):
-    """Where ``consume`` reads from, as settings give it (:func:`source_from_settings`)."""
+    """Where a ``DatasetConsumer`` reads from, as :func:`source_from_settings` gives it."""
 
     bootstrap_servers: tuple[str, ...]
     topic: str
@@ -141,7 +141,7 @@ def source_from_settings(
     bootstrap_servers: Sequence[str] | None = None,
     topic: str | None = None,
 ) -> KafkaSource:
-    """``consume`` keyword arguments from ``samples.kafka`` (brokers, topic, TLS/SASL),
+    """``DatasetConsumer`` keyword arguments from ``samples.kafka`` (brokers, topic, TLS/SASL),
     with ``bootstrap_servers`` and ``topic`` overridden when given (a CLI's options). The
     password stays in its environment variable until the consumer connects."""
     kafka = settings.samples.kafka
@@ -161,65 +161,8 @@ def source_from_settings(
     )
 
 
-def consume(
-    bootstrap_servers: Sequence[str] | str,
-    topic: str,
-    out_dir: Path,
-    *,
-    group: str = DEFAULT_GROUP,
-    prefix: str | None = None,
-    max_idle: float | None = None,
-    stop: threading.Event | None = None,
-    client_id: str = "guardline-datasets",
-    security_protocol: SecurityProtocol = "PLAINTEXT",
-    sasl_mechanism: SaslMechanism | None = None,
-    sasl_username: str | None = None,
-    sasl_password_env: str | None = None,
-    max_file_bytes: int = 64 * 1024 * 1024,
-    max_poll_records: int = 500,
-    poll_timeout: float = 1.0,
-    session_timeout: float = 10.0,
-    heartbeat_interval: float = 3.0,
-    request_timeout: float = 10.0,
-    retry_backoff_max: float = 5.0,
-    flush_timeout: float = 60.0,
-    environ: Mapping[str, str] | None = None,
-) -> ConsumeStats:
-    """Read ``topic`` in consumer group ``group`` into JSON Lines files in ``out_dir``
-    until ``stop`` is set or, with ``max_idle``, no message has come for that many
-    seconds while it holds partitions (joining the group does not count); then commit
-    what is on disk, leave the group and return the stats. ``stop`` may be set from a
-    signal handler.
-
-    Raises :class:`ConsumeError` when records cannot be written, or Kafka refuses the
-    credentials or the group (a broker outage is waited out, never raised);
-    ``ConfigError`` for bad arguments (a prefix in use, a missing password variable)."""
-    consumer = DatasetConsumer(
-        bootstrap_servers,
-        topic,
-        out_dir,
-        group=group,
-        prefix=prefix,
-        client_id=client_id,
-        security_protocol=security_protocol,
-        sasl_mechanism=sasl_mechanism,
-        sasl_username=sasl_username,
-        sasl_password_env=sasl_password_env,
-        max_file_bytes=max_file_bytes,
-        max_poll_records=max_poll_records,
-        poll_timeout=poll_timeout,
-        session_timeout=session_timeout,
-        heartbeat_interval=heartbeat_interval,
-        request_timeout=request_timeout,
-        retry_backoff_max=retry_backoff_max,
-        flush_timeout=flush_timeout,
-        environ=environ,
-    )
-    return consumer.run(stop=stop, max_idle=max_idle)
-
-
 class DatasetConsumer:
-    """One run of the dataset consumer (:func:`consume` documents the arguments);
+    """One run of the dataset consumer: ``DatasetConsumer(...).run(stop=, max_idle=)``;
     ``stats`` is live while ``run`` goes."""
 
     def __init__(
@@ -309,6 +252,15 @@ class DatasetConsumer:
     def run(
         self, *, stop: threading.Event | None = None, max_idle: float | None = None
     ) -> ConsumeStats:
+        """Read ``topic`` in consumer group ``group`` into JSON Lines files in ``out_dir``
+        until ``stop`` is set or, with ``max_idle``, no message has come for that many
+        seconds while it holds partitions (joining the group does not count); then commit
+        what is on disk, leave the group and return the stats. ``stop`` may be set from a
+        signal handler.
+
+        Raises :class:`ConsumeError` when records cannot be written, or Kafka refuses the
+        credentials or the group (a broker outage is waited out, never raised);
+        ``ConfigError`` for a prefix in use (bad arguments raise it from the constructor)."""
         if self._ran:
             raise RuntimeError("a DatasetConsumer runs once")
         self._ran = True

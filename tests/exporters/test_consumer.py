@@ -29,7 +29,6 @@ from guardline.exporters.consumer import (
     REJECTED_DIRECTORY,
     ConsumeStats,
     DatasetConsumer,
-    consume,
     default_prefix,
     source_from_settings,
     validate,
@@ -189,7 +188,7 @@ def ident(record: Mapping[str, Any]) -> tuple[str, str, int]:
 
 
 class Run:
-    """``consume`` on a thread; ``stats`` is live, ``result()`` joins."""
+    """A ``DatasetConsumer`` run on a thread; ``stats`` is live, ``result()`` joins."""
 
     def __init__(self, broker: Tansu, out: Path, *, prefix: str, **options: Any) -> None:
         self.stop = threading.Event()
@@ -230,7 +229,7 @@ def test_records_land_in_the_dataset_in_order_per_key(broker: Tansu, tmp_path: P
     out = tmp_path / "datasets"
 
     started = time.monotonic()
-    stats = consume(broker.bootstrap, TOPIC, out, prefix="c1", max_idle=2.5, **FAST)
+    stats = DatasetConsumer(broker.bootstrap, TOPIC, out, prefix="c1", **FAST).run(max_idle=2.5)
     assert time.monotonic() - started < 15
 
     lines = dataset(out)
@@ -313,7 +312,9 @@ def test_a_stop_mid_stream_resumes_from_the_committed_offsets(
     assert first.uncommitted == 0  # a graceful stop commits all it wrote
     assert sum(first.committed.values()) == first.written
 
-    second = consume(broker.bootstrap, TOPIC, out, prefix="second", max_idle=2.5, **options)
+    second = DatasetConsumer(broker.bootstrap, TOPIC, out, prefix="second", **options).run(
+        max_idle=2.5
+    )
     assert second.consumed == 300 - first.written  # from the committed offsets on
     lines = dataset(out)
     assert sorted(map(ident, lines)) == sorted(map(ident, batch))
@@ -324,10 +325,10 @@ CRASHING = """
 import logging, sys
 from pathlib import Path
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
-from guardline.exporters.consumer import consume
-consume(sys.argv[1], sys.argv[2], Path(sys.argv[3]), prefix="crashed", group=sys.argv[4],
-        session_timeout=2.0, heartbeat_interval=0.5, request_timeout=2.0, poll_timeout=0.2,
-        max_poll_records=10)
+from guardline.exporters.consumer import DatasetConsumer
+DatasetConsumer(sys.argv[1], sys.argv[2], Path(sys.argv[3]), prefix="crashed",
+                group=sys.argv[4], session_timeout=2.0, heartbeat_interval=0.5,
+                request_timeout=2.0, poll_timeout=0.2, max_poll_records=10).run()
 """
 
 
@@ -397,7 +398,7 @@ def test_invalid_messages_go_to_the_rejected_file_and_valid_ones_flow(
     out = tmp_path / "datasets"
 
     with caplog.at_level(logging.WARNING, logger="guardline.samples"):
-        stats = consume(broker.bootstrap, TOPIC, out, prefix="v", max_idle=2.5, **FAST)
+        stats = DatasetConsumer(broker.bootstrap, TOPIC, out, prefix="v", **FAST).run(max_idle=2.5)
 
     assert sorted(map(ident, dataset(out))) == sorted(map(ident, good))
     assert (stats.consumed, stats.written, stats.rejected) == (12, 6, 6)
