@@ -12,8 +12,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -105,6 +106,31 @@ class Tansu:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def consume_all(self, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
+        """Every message of ``topic`` from the start (a fresh group), once ``expected``
+        have come or ``timeout`` passed, plus whatever follows within half a second
+        (duplicates show up there)."""
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=f"check-{time.monotonic_ns()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=2000,  # Tansu holds a join for half of it
+            heartbeat_interval_ms=500,
+        )
+        messages: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(messages) < expected and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    messages.extend(batch)
+            for batch in consumer.poll(timeout_ms=500).values():
+                messages.extend(batch)
+        finally:
+            consumer.close()
+        return messages
 
     def create_topic(self, name: str, partitions: int = 3) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="tests-admin")

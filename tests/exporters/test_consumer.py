@@ -38,7 +38,7 @@ from guardline.settings import load_settings
 from tests.broker import Tansu
 from tests.conftest import eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("quiet_kafka")]
 
 TOPIC = "guardline.samples"
 GROUP = "datasets"
@@ -52,16 +52,6 @@ FAST: dict[str, Any] = {
     "retry_backoff_max": 0.5,
 }
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_kafka() -> Iterator[None]:
-    # kafka-python logs every refused reconnect at ERROR while a broker is down.
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -3,34 +3,22 @@ a broker outage loses nothing and keeps order; a full spool says so; a stop spoo
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from guardline.exporters.kafka import KafkaSink, producer_config
 from guardline.settings import KafkaSettings
 from tests.broker import Tansu
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("quiet_kafka")]
 
 TOPIC = "guardline.samples"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_kafka() -> Iterator[None]:
-    # kafka-python logs every refused reconnect at ERROR while a broker is down.
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 def _settings(broker: Tansu, **overrides: Any) -> KafkaSettings:
@@ -56,30 +44,6 @@ def _record(i: int, request: str | None = None, kind: str = "exchange") -> dict[
     }
 
 
-def _consume(broker: Tansu, expected: int, timeout: float = 30.0) -> list[Any]:
-    consumer = KafkaConsumer(
-        TOPIC,
-        bootstrap_servers=broker.bootstrap,
-        group_id=f"check-{time.monotonic_ns()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
-    )
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                messages.extend(batch)
-        # anything beyond what was expected (duplicates) shows up within a moment
-        for batch in consumer.poll(timeout_ms=500).values():
-            messages.extend(batch)
-    finally:
-        consumer.close()
-    return messages
-
-
 def test_records_arrive_with_key_headers_and_payload(tansu: Tansu, tmp_path: Path) -> None:
     tansu.create_topic(TOPIC)
     sink = KafkaSink(_settings(tansu), tmp_path / "spool")
@@ -91,7 +55,7 @@ def test_records_arrive_with_key_headers_and_payload(tansu: Tansu, tmp_path: Pat
         assert sink.health()["connected"] is True
     finally:
         sink.close()
-    messages = _consume(tansu, 50)
+    messages = tansu.consume_all(TOPIC, 50)
     assert len(messages) == 50
     by_key = {m.key.decode(): m for m in messages}
     assert set(by_key) == {f"req-{i}" for i in range(50)}
@@ -144,7 +108,7 @@ def test_an_outage_loses_nothing_and_keeps_order(tansu: Tansu, tmp_path: Path) -
     assert sum(sink.dropped.values()) == 0
     # The fresh broker only has what was sent after the outage began.
     lost_with_old_broker = 100
-    messages = _consume(tansu, len(submitted) - lost_with_old_broker)
+    messages = tansu.consume_all(TOPIC, len(submitted) - lost_with_old_broker)
     seqs = [orjson.loads(m.value)["seq"] for m in messages]
     assert set(seqs) == set(range(lost_with_old_broker, len(submitted)))
     for key in keys:  # per key, in the order submitted (duplicates only repeat a run)
@@ -190,7 +154,7 @@ def test_what_is_unsent_at_stop_goes_out_on_the_next_start(tansu: Tansu, tmp_pat
         assert second.replayed == 30
     finally:
         second.close()
-    messages = _consume(tansu, 30)
+    messages = tansu.consume_all(TOPIC, 30)
     assert sorted({orjson.loads(m.value)["seq"] for m in messages}) == list(range(30))
 
 
@@ -228,4 +192,4 @@ def test_close_delivers_what_was_queued(tansu: Tansu, tmp_path: Path) -> None:
     sink.close()  # no flush first: close itself spools the queue and waits for the broker
     assert sink.sent == 300
     assert sink.spool.unsent_bytes == 0
-    assert len({m.key for m in _consume(tansu, 300)}) == 300
+    assert len({m.key for m in tansu.consume_all(TOPIC, 300)}) == 300

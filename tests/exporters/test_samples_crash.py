@@ -18,7 +18,7 @@ from guardline.simulator import Simulator
 from tests.broker import Tansu
 from tests.conftest import eventually
 from tests.exporters.test_canary import _card
-from tests.exporters.test_samples_kafka import TOPIC, consume_all
+from tests.exporters.test_samples_kafka import TOPIC
 from tests.servers import Running, simulator
 from tests.test_cli import _free_port, _process, _wait_ok
 
@@ -96,7 +96,7 @@ def test_sigkill_mid_traffic_then_restart_replays_the_spool(tansu: Tansu, tmp_pa
         tansu.create_topic(TOPIC)
         with _process(*args, **env) as proc:
             _wait_ok(url + "/readyz", proc, timeout=60)
-            messages = consume_all(tansu.bootstrap, len(spooled), timeout=60)
+            messages = tansu.consume_all(TOPIC, len(spooled), timeout=60)
             health = httpx.get(url + "/healthz").json()
     kafka_ids = {m.key.decode() for m in messages}
     assert spooled <= kafka_ids  # everything the spool held went out after the restart
@@ -139,7 +139,7 @@ def test_sigterm_delivers_every_sample_before_exit(tansu: Tansu, tmp_path: Path)
         proc.send_signal(signal.SIGTERM)  # at once: samples may still be queued
         assert proc.wait(30) == 0
     assert _spooled_ids(tmp_path / "spool") == set()  # nothing left behind
-    messages = consume_all(tansu.bootstrap, len(ids))
+    messages = tansu.consume_all(TOPIC, len(ids))
     assert {m.key.decode() for m in messages} == set(ids)
     lines = [x for p in files(tmp_path / "samples") for x in p.read_bytes().splitlines()]
     assert sorted(orjson.loads(x)["request_id"] for x in lines) == sorted(ids)

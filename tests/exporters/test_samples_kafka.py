@@ -4,7 +4,6 @@ keeps order per key, and leaves the proxy's latency where it was."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 import statistics
 import subprocess
@@ -17,7 +16,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from guardline.cli import main
 from guardline.simulator import Simulator
@@ -27,19 +25,10 @@ from tests.exporters.test_canary import _card
 from tests.servers import Running, context_of, proxy, proxy_settings, simulator
 from tests.test_cli import GUARDLINE
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("quiet_kafka")]
 
 TOPIC = "guardline.samples"
 MODEL = "gpt-4o-mini"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_kafka() -> Iterator[None]:
-    logger = logging.getLogger("kafka")  # every refused reconnect is an ERROR line
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture
@@ -58,29 +47,6 @@ def _gateway(sim: Running[Simulator], broker: Tansu, data: Path) -> Any:
     }
     samples = {"jsonl": {"directory": str(data / "samples")}, "baseline_rate": 0.0, "kafka": kafka}
     return proxy(proxy_settings(sim.url, samples=samples))
-
-
-def consume_all(bootstrap: str, expected: int, timeout: float = 30.0) -> list[Any]:
-    consumer = KafkaConsumer(
-        TOPIC,
-        bootstrap_servers=bootstrap,
-        group_id=f"check-{secrets.token_hex(4)}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
-    )
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                messages.extend(batch)
-        for batch in consumer.poll(timeout_ms=500).values():  # duplicates, if any
-            messages.extend(batch)
-    finally:
-        consumer.close()
-    return messages
 
 
 class _Traffic:
@@ -141,7 +107,7 @@ def test_samples_arrive_with_key_headers_and_payload(
             traffic.wait_for(30)
         sink = context_of(gw).samples.sinks[-1]
         assert sink.flush(20)
-    messages = consume_all(tansu.bootstrap, len(traffic.sent) + len(traffic.feedback))
+    messages = tansu.consume_all(TOPIC, len(traffic.sent) + len(traffic.feedback))
     by_id = {m.key.decode(): m for m in messages}
     assert set(by_id) == {rid for _, rid in traffic.sent}
     kinds = [(m.key.decode(), dict(m.headers)["guardline-kind"]) for m in messages]
@@ -197,7 +163,7 @@ def test_an_outage_loses_no_sample_and_does_not_slow_the_proxy(
     assert not stats.dropped
     # The old broker's memory died with it: every sample from the outage on must be here.
     expected = traffic.sent[before_outage:]
-    messages = consume_all(tansu.bootstrap, len(expected))
+    messages = tansu.consume_all(TOPIC, len(expected))
     kinds = {(m.key.decode(), orjson.loads(m.value)["kind"]) for m in messages}
     assert {(rid, "exchange") for _, rid in expected} <= kinds
     late = {rid for _, rid in expected}
