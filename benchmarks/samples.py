@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -37,10 +36,9 @@ from overhead import (
     _free_port,
     _load,
     _load_measured,
-    _pct,
     _serve,
 )
-from telemetry import _env, _recording, _scenarios
+from telemetry import _env, _recording, _scenarios, comparison_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/broker.py
 
@@ -219,29 +217,9 @@ def _report(
         "| Guardline CPU µs/request | CPU vs off | added p50 vs off | errors |",
         "|---|---|---|---|---|---|---|",
     ]
-    for scenario in scenarios:
-        key = "ttfb" if scenario.body.get("stream") and scenario.rate else "latencies"
-        (direct_run,) = results["direct"][scenario.name]
-        direct = [_pct(direct_run[key], q) for q in (0.5, 0.95, 0.99)]
-        runs = {name: results[name][scenario.name] for name in configs}
-
-        def added(name: str, q: float, d: float, key: str = key, runs: Any = runs) -> float:
-            return statistics.median(_pct(r[key], q) for r in runs[name]) - d
-
-        def cpu(name: str, runs: Any = runs) -> float:
-            return statistics.median(r["proxy_cpu_us_per_request"] for r in runs[name])
-
-        base_added = added("off", 0.5, direct[0])
-        for name in configs:
-            got = [added(name, q, d) for q, d in zip((0.5, 0.95, 0.99), direct, strict=True)]
-            lat_ratio = got[0] / base_added if base_added > 0.05 else float("nan")
-            label = scenario.name + (" — first token" if key == "ttfb" else "")
-            errors = sum(r["errors"] for r in runs[name])
-            lines.append(
-                f"| {label} | {name} | {' / '.join(f'{v:.2f}' for v in got)} "
-                f"| {cpu(name):.0f} | {cpu(name) / cpu('off'):.2f} | {lat_ratio:.2f} "
-                f"| {errors} |"
-            )
+    lines += comparison_rows(
+        results, scenarios, configs, lambda runs: str(sum(r["errors"] for r in runs))
+    )
     lines += [
         "",
         "What the pipeline did (all rounds together; warm-up requests included):",

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -210,7 +211,6 @@ def _report(
     pin: bool,
 ) -> str:
     import platform
-    import statistics
 
     lines = [
         f"Machine: {os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()}; "
@@ -223,11 +223,30 @@ def _report(
         "| recording µs/request (Guardline's own account) |",
         "|---|---|---|---|---|---|---|",
     ]
+    lines += comparison_rows(results, scenarios, configs, _recording_column)
+    return "\n".join(lines)
+
+
+def _recording_column(runs: list[dict[str, Any]]) -> str:
+    own = [r["recording_us"] for r in runs if "recording_us" in r]
+    return f"{statistics.median(own):.1f}" if own else "—"
+
+
+def comparison_rows(
+    results: dict[str, dict[str, list[dict[str, Any]]]],
+    scenarios: list[Scenario],
+    configs: Iterable[str],
+    last: Callable[[list[dict[str, Any]]], str],
+) -> list[str]:
+    """One table row per scenario and configuration: added latency p50/p95/p99 against
+    the direct call (to the first byte for paced streams), Guardline's CPU per request,
+    both as ratios to the "off" configuration, and ``last(runs)`` as the final column.
+    Each figure is the median over the rounds."""
+    rows = []
     for scenario in scenarios:
         key = "ttfb" if scenario.body.get("stream") and scenario.rate else "latencies"
         (direct_run,) = results["direct"][scenario.name]
         direct = [_pct(direct_run[key], q) for q in (0.5, 0.95, 0.99)]
-
         runs = {name: results[name][scenario.name] for name in configs}
 
         def added(name: str, q: float, d: float, key: str = key, runs: Any = runs) -> float:
@@ -241,14 +260,12 @@ def _report(
             got = [added(name, q, d) for q, d in zip((0.5, 0.95, 0.99), direct, strict=True)]
             lat_ratio = got[0] / base_added if base_added > 0.05 else float("nan")
             label = scenario.name + (" — first token" if key == "ttfb" else "")
-            own = [r["recording_us"] for r in runs[name] if "recording_us" in r]
-            recording = f"{statistics.median(own):.1f}" if own else "—"
-            lines.append(
+            rows.append(
                 f"| {label} | {name} | {' / '.join(f'{v:.2f}' for v in got)} "
                 f"| {cpu(name):.0f} | {cpu(name) / cpu('off'):.2f} | {lat_ratio:.2f} "
-                f"| {recording} |"
+                f"| {last(runs[name])} |"
             )
-    return "\n".join(lines)
+    return rows
 
 
 if __name__ == "__main__":
