@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FMEVAL_VENV ?= .venv-fmeval
 FMEVAL_STAMP := $(FMEVAL_VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv dashboards
+.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv dashboards image
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ check: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+image:  ## build the container image with buildah (scripts/build-image.sh; root, no Docker Hub needed)
+	scripts/build-image.sh
 
 dashboards: $(STAMP)  ## regenerate dashboards/*.json from guardline/dashboards (commit the result)
 	$(BIN)/python -m guardline.dashboards --write

@@ -187,6 +187,27 @@ def test_port_in_use_is_one_line() -> None:
     )
 
 
+def test_an_unwritable_samples_directory_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only root filesystem without the data volume: a clear error, not a traceback
+    (a regular file stands in for the read-only parent, which root could still write)."""
+    blocker = tmp_path / "read-only"
+    blocker.write_text("")
+    monkeypatch.setenv("GUARDLINE_SAMPLES__JSONL__DIRECTORY", str(blocker / "samples"))
+    result = subprocess.run(
+        [GUARDLINE, "serve", "--port", "0", "--upstream", "http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the detectors' startup log lines
+    assert last.startswith(f"guardline: error: cannot use the samples directory {blocker}")
+
+
 def test_bad_config_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("routes: [{provider: openai, upstream: nowhere}]\n")

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from guardline.errors import StartupError
 from guardline.exporters.sink import STOP, FlushMarker
 
 log = logging.getLogger("guardline.samples")
@@ -49,8 +50,11 @@ class JsonlSink:
         self.max_bytes = max_bytes
         self.fsync_every = fsync_every
         self._clock = clock
-        directory.mkdir(parents=True, exist_ok=True)
-        self.repaired = repair(directory, prefix)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.repaired = repair(directory, prefix)
+        except OSError as exc:  # e.g. a read-only root filesystem without the data volume
+            raise StartupError(f"cannot use the samples directory {directory}: {exc}") from None
         self.written = 0
         self.dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
