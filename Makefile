@@ -25,15 +25,19 @@ $(FMEVAL_STAMP): constraints-fmeval.txt
 	$(FMEVAL_VENV)/bin/python -m pip install --quiet -c constraints-fmeval.txt fmeval pyarrow torch
 	touch $@
 
-# Prometheus, promtool and Alertmanager (Debian packages) for the SRE tests. Installing
-# needs root (CI runs as root); without it the tests that need them skip, or fail where
-# GUARDLINE_REQUIRE_E2E=1.
-tools:  ## install prometheus (with promtool) and prometheus-alertmanager where missing
-	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+# Prometheus, promtool and Alertmanager (Debian packages) for the SRE tests, and Chromium
+# for the report test's headless screenshot. Installing needs root (CI runs as root);
+# without it the tests that need them skip, or fail where GUARDLINE_REQUIRE_E2E=1.
+tools:  ## install prometheus (with promtool), prometheus-alertmanager and chromium where missing
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
-	else echo "make tools: promtool/alertmanager missing and cannot apt-get install (not root)"; fi
+	    --no-install-recommends $$missing >/dev/null; \
+	else echo "make tools:$$missing missing and cannot apt-get install (not root)"; fi
 
 fmeval-venv: $(FMEVAL_STAMP)  ## create .venv-fmeval with AWS FMEval, for the FMEval load test
 

@@ -1,4 +1,4 @@
-"""``guardline serve | simulate | demo | eval | datasets``."""
+"""``guardline serve | simulate | demo | eval | datasets | reeval``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _demo,
             "eval": _eval,
             "datasets": _datasets,
+            "reeval": _reeval,
         }[args.command]
         handler(args)
     except GuardlineError as exc:
@@ -120,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(detectors)
 
     _datasets_parser(commands)
+    from guardline.reeval.command import add_parser  # noqa: PLC0415
+
+    add_parser(commands, _common, _when)
     return parser
 
 
@@ -359,6 +363,12 @@ def _eval(args: argparse.Namespace) -> None:
     configure("warning" if args.log_level is None else settings.log_level, settings.log_format)
     report = evaluate(args.kind, Path(args.dataset), settings)
     print(json.dumps(report) if args.json else table(report))
+
+
+def _reeval(args: argparse.Namespace) -> None:
+    from guardline.reeval.command import main as reeval  # noqa: PLC0415
+
+    reeval(args, _overrides(args, "log_level"))
 
 
 def _datasets(args: argparse.Namespace) -> None:

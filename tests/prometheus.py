@@ -48,7 +48,11 @@ class Prometheus:
     ``guardline``; ``rules`` the content of one rule file."""
 
     def __init__(
-        self, workdir: Path, targets: Iterable[str], rules: Mapping[str, Any] | None = None
+        self,
+        workdir: Path,
+        targets: Iterable[str],
+        rules: Mapping[str, Any] | None = None,
+        alertmanager: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -64,6 +68,9 @@ class Prometheus:
                 {"job_name": "guardline", "static_configs": [{"targets": list(targets)}]}
             ],
         }
+        if alertmanager is not None:
+            targets_am = [alertmanager.removeprefix("http://")]
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": targets_am}]}]}
         if rules is not None:
             (workdir / "rules.yml").write_text(yaml.safe_dump(dict(rules), sort_keys=False))
             config["rule_files"] = ["rules.yml"]
@@ -150,3 +157,66 @@ class Prometheus:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no target up: {self._get('/api/v1/targets')}")
             time.sleep(0.2)
+
+
+def alertmanager_binary() -> str:
+    path = shutil.which("prometheus-alertmanager")
+    need(
+        path is not None,
+        "prometheus-alertmanager is not installed (Debian package; make test installs it)",
+    )
+    assert path is not None
+    return path
+
+
+class Alertmanager:
+    """One Alertmanager (no clustering: it would hold notifications ~10 s for gossip)
+    routing every alert to ``config``'s receivers."""
+
+    def __init__(self, workdir: Path, config: Mapping[str, Any]) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "alertmanager.log"
+        (workdir / "alertmanager.yml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    alertmanager_binary(),
+                    f"--config.file={self.workdir / 'alertmanager.yml'}",
+                    f"--storage.path={self.workdir / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--cluster.listen-address=",
+                    f"--web.external-url={self.url}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"alertmanager exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/-/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("alertmanager did not become ready")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

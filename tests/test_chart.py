@@ -108,7 +108,7 @@ OPTIONAL: dict[str, tuple[dict[str, Any], set[tuple[str, str]]]] = {
         {("PersistentVolumeClaim", f"{FULLNAME}-data")},
     ),
     "reeval.worker": (
-        {"reeval": {"worker": {"enabled": True}}},
+        {"reeval": {"worker": {"enabled": True}}, "kafka": KAFKA},
         {("Deployment", f"{FULLNAME}-reeval-worker")},
     ),
     "reeval.receiver": (
@@ -542,6 +542,13 @@ def test_commands_parse_with_guardlines_cli() -> None:
     args = _parser().parse_args(consumer["args"])
     assert (args.command, args.action, args.config) == ("datasets", "consume", CONFIG_FILE)
     assert (args.out, args.group) == (f"{DATA}/samples", "guardline-datasets")
+    worker = container(get(objects, "Deployment", f"{FULLNAME}-reeval-worker"))
+    args = _parser().parse_args(worker["args"])
+    assert (args.command, args.action, args.config) == ("reeval", "worker", CONFIG_FILE)
+    receiver = container(get(objects, "Deployment", f"{FULLNAME}-reeval-receiver"))
+    args = _parser().parse_args(receiver["args"])
+    assert (args.command, args.action, args.host) == ("reeval", "receiver", "0.0.0.0")
+    assert args.port == receiver["ports"][0]["containerPort"]
 
 
 def test_secrets_are_secret_key_refs_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -828,9 +835,25 @@ def test_optional_workloads_share_the_proxys_config_secrets_and_security() -> No
 
 def test_worker_args_are_configurable() -> None:
     """extraArgs are appended to the re-evaluation worker's command."""
-    values = {"reeval": {"worker": {"enabled": True, "extraArgs": ["--max-jobs", "2"]}}}
+    values = {
+        "reeval": {"worker": {"enabled": True, "extraArgs": ["--log-level", "debug"]}},
+        "kafka": KAFKA,
+    }
     c = container(get(render(values), "Deployment", f"{FULLNAME}-reeval-worker"))
-    assert c["args"] == ["reeval", "worker", "--config", CONFIG_FILE, "--max-jobs", "2"]
+    assert c["args"] == ["reeval", "worker", "--config", CONFIG_FILE, "--log-level", "debug"]
+
+
+def test_the_worker_needs_kafka_and_makes_the_queue_kafka(tmp_path: Path) -> None:
+    """Jobs reach workers only through Kafka: a worker without it stops the render; with
+    it, the settings say queue kafka, so the receiver publishes instead of running."""
+    with pytest.raises(sdk().HelmRenderError, match="reeval.worker needs kafka.enabled"):
+        render({"reeval": {"worker": {"enabled": True}}})
+    objects = render({"reeval": {"worker": {"enabled": True}}, "kafka": KAFKA})
+    settings_file = tmp_path / "guardline.yaml"
+    settings_file.write_text(get(objects, "ConfigMap")["data"]["guardline.yaml"])
+    settings = load_settings(settings_file)
+    assert settings.reeval.queue == "kafka"
+    assert settings.reeval.directory == Path(DATA) / "reeval"
 
 
 def test_notes_say_how_to_reach_guardline_and_what_is_on() -> None:

@@ -241,6 +241,10 @@ def test_every_option_is_explained() -> None:
         "datasets",
         "datasets export",
         "datasets consume",
+        "reeval",
+        "reeval run",
+        "reeval receiver",
+        "reeval worker",
     }
     for name, sub in found.items():
         for action in sub._actions:

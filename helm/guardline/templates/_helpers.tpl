@@ -97,7 +97,14 @@ over them, then host/port, which must match the container port the probes and Se
 {{- end -}}
 {{- end -}}
 {{- $samples := dict "jsonl" (dict "directory" (printf "%s/samples" $data)) "kafka" $kafka -}}
-{{- $settings := dict "samples" $samples -}}
+{{- $reeval := dict "directory" (printf "%s/reeval" $data) -}}
+{{- if $v.reeval.worker.enabled -}}
+{{- if not $v.kafka.enabled -}}
+{{- fail "reeval.worker needs kafka.enabled: jobs reach the workers through a Kafka topic" -}}
+{{- end -}}
+{{- $_ := set $reeval "queue" "kafka" -}}
+{{- end -}}
+{{- $settings := dict "samples" $samples "reeval" $reeval -}}
 {{- if $v.otlp.enabled -}}
 {{- $endpoint := required "otlp.endpoint: the collector's OTLP/HTTP URL, e.g. http://otel-collector:4318" $v.otlp.endpoint -}}
 {{- $_ := set $settings "telemetry" (dict "otlp_endpoint" $endpoint "otlp_interval" $v.otlp.interval) -}}

@@ -1,0 +1,246 @@
+"""A re-evaluation job over samples real traffic wrote: the window and its same-size
+baseline, re-scored rates with intervals, the versioned dataset, the report, and a job
+that runs to its end once."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from guardline.reeval.evaluators import Evaluators, FakeEvaluator, build
+from guardline.reeval.jobs import Job, JobStore, new_id
+from guardline.reeval.worker import Executor
+from guardline.settings import Settings, load_settings
+from tests.reeval.traffic import LARGE, Traffic, make_traffic
+from tests.servers import simulator
+from tests.test_cli import GUARDLINE
+
+CALLS = 12
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
+    return make_traffic(tmp_path_factory.mktemp("samples"), CALLS)
+
+
+def _settings(traffic: Traffic, out: Path, **reeval: Any) -> Settings:
+    return load_settings(
+        overrides={"reeval": {"directory": str(out), "datasets": str(traffic.samples), **reeval}}
+    )
+
+
+def _job(store: JobStore, since: datetime, until: datetime) -> Job:
+    job = Job(
+        id=new_id(),
+        evaluation="toxicity",
+        since=since.isoformat(),
+        until=until.isoformat(),
+        trigger={"source": "test"},
+    )
+    assert store.create(job)
+    return job
+
+
+@pytest.fixture(scope="module")
+def evaluators() -> Evaluators:
+    return build(load_settings())
+
+
+def test_a_job_compares_the_window_with_a_same_size_baseline(
+    traffic: Traffic, evaluators: Evaluators, tmp_path: Path
+) -> None:
+    settings = _settings(traffic, tmp_path)
+    store = JobStore(tmp_path)
+    job = _job(store, traffic.boundary, traffic.end)
+    seen: list[tuple[float, str]] = []
+    done = Executor(settings, store, lambda _: evaluators).execute(
+        job.id, progress=lambda f, s: seen.append((f, s))
+    )
+    assert done.state == "done", done.error
+    assert done.counts["window"] == CALLS
+    assert done.counts["baseline"] == CALLS
+    assert done.report
+    assert Path(done.report).is_file()
+    assert done.progress == 1.0
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)  # progress only moves forward
+    summary = orjson.loads(Path(done.summary or "").read_bytes())
+    toxic = [r for r in summary["rates"] if r["evaluator"] == "toxicity"]
+    assert toxic, summary["rates"]
+    assert toxic[0]["significant"]
+    assert toxic[0]["window"]["count"] > toxic[0]["baseline"]["count"]
+    online = [r for r in summary["rates"] if r["evaluator"] == "online"]
+    assert any(r["category"].startswith("toxicity:") for r in online)
+    assert summary["counts"]["window_flagged"] >= toxic[0]["window"]["count"]
+    assert summary["examples"]
+    assert all(e["categories"] for e in summary["examples"])
+    names = {e["name"]: e["available"] for e in summary["evaluators"]}
+    assert names["toxicity"]
+    assert names["online"]
+    assert names["fmeval"] is False
+    dataset = summary["dataset"]
+    rows = Path(dataset["files"]["fmeval"]).read_bytes().splitlines()
+    assert len(rows) == dataset["records"] == summary["counts"]["window_flagged"]
+    assert {"model_input", "model_output", "category"} <= set(orjson.loads(rows[0]))
+    assert sum(b["window"] for b in summary["timeline"]) == CALLS
+    assert sum(b["baseline"] for b in summary["timeline"]) == CALLS
+
+
+def test_a_finished_job_is_not_run_again(traffic: Traffic, tmp_path: Path) -> None:
+    settings = _settings(traffic, tmp_path)
+    store = JobStore(tmp_path)
+    job = _job(store, traffic.boundary, traffic.end)
+    fake = FakeEvaluator()
+    executor = Executor(settings, store, lambda _: Evaluators([fake], []))
+    first = executor.execute(job.id)
+    assert first.state == "done"
+    assert first.attempts == 1
+    calls = len(fake.seen)
+    again = Executor(settings, store, lambda _: Evaluators([fake], [])).execute(job.id)
+    assert again.attempts == 1
+    assert len(fake.seen) == calls
+
+
+def test_a_job_left_running_is_run_again(traffic: Traffic, tmp_path: Path) -> None:
+    """What a worker killed mid-run leaves: state running; the next execute completes it."""
+    settings = _settings(traffic, tmp_path)
+    store = JobStore(tmp_path)
+    job = _job(store, traffic.boundary, traffic.end)
+    store.update(job.id, lambda j: setattr(j, "state", "running"))
+    assert [j.id for j in store.unfinished()] == [job.id]
+    done = Executor(settings, store, lambda _: Evaluators([FakeEvaluator()], [])).execute(job.id)
+    assert done.state == "done"
+    assert store.unfinished() == []
+
+
+def test_a_failing_evaluator_fails_the_job_not_the_worker(traffic: Traffic, tmp_path: Path) -> None:
+    class Broken(FakeEvaluator):
+        def score(self, record: Any) -> dict[str, float]:
+            raise RuntimeError("model exploded")
+
+    store = JobStore(tmp_path)
+    job = _job(store, traffic.boundary, traffic.end)
+    done = Executor(
+        _settings(traffic, tmp_path), store, lambda _: Evaluators([Broken()], [])
+    ).execute(job.id)
+    assert done.state == "failed"
+    assert "model exploded" in (done.error or "")
+
+
+def test_an_empty_window_still_reports(traffic: Traffic, tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    late = datetime.now(UTC)
+    job = _job(store, late, late.replace(year=late.year + 1))
+    done = Executor(
+        _settings(traffic, tmp_path), store, lambda _: Evaluators([FakeEvaluator()], [])
+    ).execute(job.id)
+    assert done.state == "done"
+    assert done.counts["window"] == 0 == done.counts["baseline"]
+    summary = orjson.loads(Path(done.summary or "").read_bytes())
+    assert "No samples in the window" in summary["next_steps"][0]
+    assert summary["dataset"] is None
+
+
+def test_reeval_run_from_the_command_line(traffic: Traffic, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            GUARDLINE,
+            "reeval",
+            "run",
+            "--since",
+            traffic.boundary.isoformat(),
+            "--until",
+            traffic.end.isoformat(),
+            "--dataset",
+            str(traffic.samples),
+            "--out",
+            str(tmp_path),
+            "--evaluation",
+            "toxicity",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = Path(result.stdout.strip())
+    assert report.is_file()
+    assert report.suffix == ".html"
+    assert "100.0% done" in result.stderr  # the progress bar's last state
+    assert f"'window': {CALLS}" in result.stderr
+
+
+def test_a_window_of_a_thousand_samples(large_traffic: Traffic, tmp_path: Path) -> None:
+    """The issue's sizing: 1,000 samples in the window (and 1,000 in the baseline) with
+    the default evaluators. Timed for the record (printed), not asserted."""
+    settings = load_settings(
+        overrides={"reeval": {"directory": str(tmp_path), "datasets": str(large_traffic.samples)}}
+    )
+    store = JobStore(tmp_path)
+    job = _job(store, large_traffic.boundary, large_traffic.end)
+    started = time.monotonic()
+    executor = Executor(settings, store)
+    done = executor.execute(job.id)
+    executor.close()
+    took = time.monotonic() - started
+    print(f"\n1,000-sample window: job {took:.1f} s including loading the evaluators")
+    assert done.state == "done", done.error
+    assert done.counts["window"] == LARGE == done.counts["baseline"]
+
+
+JUDGE_SCRIPT = [
+    {"match": "worthless idiot", "reply": '{"flagged": true, "category": "insult", "score": 0.95}'},
+    {"match": "(?s).", "reply": 'Verdict: {"flagged": false}'},
+]
+
+
+def test_an_llm_judge_scores_an_even_sample_of_each_set(traffic: Traffic, tmp_path: Path) -> None:
+    """The judge (a model through a configured upstream, here the simulator answering
+    with a script) sees at most max_samples per set; its prompt is in the summary."""
+    script = tmp_path / "judge.yaml"
+    script.write_bytes(orjson.dumps(JUDGE_SCRIPT))  # JSON is YAML
+    with simulator(script=script) as judge_vendor:
+        settings = load_settings(
+            overrides={
+                "upstreams": {
+                    "openai": {"provider": "openai", "base_url": judge_vendor.url + "/v1"}
+                },
+                "reeval": {
+                    "directory": str(tmp_path),
+                    "datasets": str(traffic.samples),
+                    "judge": {"enabled": True, "max_samples": 5},
+                },
+            }
+        )
+        store = JobStore(tmp_path)
+        job = _job(store, traffic.boundary, traffic.end)
+        executor = Executor(settings, store)
+        done = executor.execute(job.id)
+        executor.close()
+        calls = judge_vendor.app.recorder.stats()
+    assert done.state == "done", done.error
+    summary = orjson.loads(Path(done.summary or "").read_bytes())
+    assert summary["judge"]["prompt"] == settings.reeval.judge.prompt
+    judged = [r for r in summary["rates"] if r["evaluator"] == "judge"]
+    assert [(r["category"], r["window"]["count"], r["window"]["n"]) for r in judged] == [
+        ("insult", 5, 5)
+    ]
+    assert judged[0]["baseline"] == {**judged[0]["baseline"], "count": 0, "n": 5}
+    assert calls["requests_total"] == 10, calls
+
+
+def test_a_judge_that_cannot_run_is_reported_unavailable(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={"reeval": {"judge": {"enabled": True, "upstream": "nowhere"}}}
+    )
+    evaluators = build(settings)
+    evaluators.close()
+    reasons = {u.name: u.reason for u in evaluators.unavailable}
+    assert "no upstream named 'nowhere'" in reasons["judge"]
+    assert evaluators.judge is None
