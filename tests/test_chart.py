@@ -846,7 +846,7 @@ def test_worker_args_are_configurable() -> None:
 def test_the_worker_needs_kafka_and_makes_the_queue_kafka(tmp_path: Path) -> None:
     """Jobs reach workers only through Kafka: a worker without it stops the render; with
     it, the settings say queue kafka, so the receiver publishes instead of running."""
-    with pytest.raises(sdk().HelmRenderError, match="reeval.worker needs kafka.enabled"):
+    with pytest.raises(sdk().HelmRenderError, match=r"reeval\.worker needs kafka\.enabled"):
         render({"reeval": {"worker": {"enabled": True}}})
     objects = render({"reeval": {"worker": {"enabled": True}}, "kafka": KAFKA})
     settings_file = tmp_path / "guardline.yaml"
