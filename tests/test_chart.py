@@ -273,8 +273,16 @@ def test_all_on_renders_every_optional_object() -> None:
     expected = {(o["kind"], o["metadata"]["name"]) for o in render()}
     for _, added in OPTIONAL.values():
         expected |= added
+    # serviceMonitor and reeval.receiver together: the receiver's metrics are scraped too
+    expected.add(("ServiceMonitor", f"{FULLNAME}-reeval-receiver"))
     assert set(seen) == expected
     assert set(seen.values()) == {1}
+    monitor = get(objects, "ServiceMonitor", f"{FULLNAME}-reeval-receiver")
+    receiver = get(objects, "Service", f"{FULLNAME}-reeval-receiver")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= receiver["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == receiver["spec"]["ports"][0]["name"]
 
 
 def test_service_account_is_optional() -> None:

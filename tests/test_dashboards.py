@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from guardline import dashboards
 from guardline.dashboards import kit
@@ -23,7 +25,9 @@ from guardline.detectors.pii import PiiDetector
 from guardline.detectors.stereotype import StereotypeDetector
 from guardline.detectors.toxicity import ToxicityDetector
 from guardline.exporters import names as n
-from guardline.settings import Action, StereotypeSettings
+from guardline.reeval.jobs import FINAL, Job, State, new_id, now
+from guardline.reeval.results import ResultMetrics
+from guardline.settings import Action, StereotypeSettings, load_settings
 from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +37,15 @@ VARIABLES = {
     "model": "gen_ai_request_model",
     "route": "guardline_route",
     "application": "guardline_app",
+    "evaluation": "guardline_reeval_evaluation",
 }
+FILTERS = {
+    "guardline-overview": ["model", "route", "application"],
+    "guardline-guardrails": ["model", "route", "application"],
+    "guardline-reeval": ["evaluation"],
+}
+"""Each dashboard's variables after the data source, by uid: the re-evaluation receiver's
+metrics carry no model, route or application."""
 
 SAMPLES = {sample: spec for spec in n.INSTRUMENTS for sample in spec.samples}
 """Every series name a scrape can show -> its instrument."""
@@ -172,7 +184,7 @@ def test_check_names_the_file_that_differs(
 # -- the dashboards' shape ------------------------------------------------------------------
 def test_identity_tags_time_and_variables() -> None:
     docs = _docs()
-    assert {doc["uid"] for doc in docs.values()} == {"guardline-overview", "guardline-guardrails"}
+    assert {doc["uid"] for doc in docs.values()} == set(FILTERS)
     for doc in docs.values():
         assert doc["title"].startswith("Guardline / ")
         assert doc["tags"] == ["guardline"]
@@ -180,10 +192,11 @@ def test_identity_tags_time_and_variables() -> None:
         assert doc["refresh"]
         assert "id" not in doc  # provisioned dashboards are matched by uid
         variables = {v["name"]: v for v in doc["templating"]["list"]}
-        assert list(variables) == ["datasource", "model", "route", "application"]
+        assert list(variables) == ["datasource", *FILTERS[doc["uid"]]]
         assert variables["datasource"]["type"] == "datasource"
         assert variables["datasource"]["query"] == "prometheus"
-        for name, label in VARIABLES.items():
+        for name in FILTERS[doc["uid"]]:
+            label = VARIABLES[name]
             variable = variables[name]
             assert variable["type"] == "query"
             assert variable["datasource"] == DATASOURCE
@@ -270,11 +283,58 @@ def test_label_values_are_the_ones_guardline_writes() -> None:
     assert kit.REGENERATED in n.SIGNAL_VALUES
     findings = StereotypeDetector(StereotypeSettings()).detect("The nurse said she would be late.")
     assert {(f.category, f.detail) for f in findings} == {(kit.GENDERED_OCCUPATION, "nurse:she")}
+    assert kit.FAILED in FINAL
+
+
+def test_the_receiver_exports_the_labels_the_table_names(tmp_path: Path) -> None:
+    """``guardline reeval receiver``'s /metrics after a done and a failed job: every
+    re-evaluation family is there and carries exactly its ``LABELS``, with the label values
+    the re-evaluation dashboard filters on."""
+    summary = tmp_path / "summary.json"
+    rates = {kit.WINDOW: {"rate": 0.3}, kit.BASELINE: {"rate": 0.1}}
+    summary.write_bytes(
+        orjson.dumps(
+            {
+                "job": {"duration_seconds": 42.0},
+                "rates": [{"evaluator": "judge", "category": "toxicity", **rates}],
+                "counts": {kit.WINDOW: 20, kit.BASELINE: 40},
+            }
+        )
+    )
+    finished = now().isoformat()
+    metrics = ResultMetrics(load_settings().telemetry)
+    try:
+        ended: tuple[tuple[State, str | None], ...] = (("done", str(summary)), ("failed", None))
+        for state, path in ended:
+            job = Job(new_id(), "toxicity", finished, finished, {}, state=state)
+            job.finished, job.summary = finished, path
+            metrics.record(job)
+        page = metrics.scrape().decode()
+    finally:
+        metrics.shutdown()
+    reeval = {n.REEVAL_JOBS, n.REEVAL_DURATION, n.REEVAL_RATE, n.REEVAL_SAMPLES, n.REEVAL_LAST}
+    shown: set[n.Instrument] = set()
+    values: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            spec = SAMPLES.get(sample.name)
+            if spec not in reeval:
+                continue
+            shown.add(spec)
+            assert set(sample.labels) - {"le"} == {kit.label(a) for a in kit.LABELS[spec]}, sample
+            for name, value in sample.labels.items():
+                values.setdefault(name, set()).add(value)
+    assert shown == reeval
+    assert values[kit.label(n.SET)] == {kit.WINDOW, kit.BASELINE}
+    assert values[kit.label(n.JOB_STATE)] == {"done", kit.FAILED}
 
 
 def test_selectors_refuse_labels_a_metric_lacks() -> None:
     assert kit.series(n.ACTIVE_STREAMS) == 'guardline_streams_active{guardline_route=~"$route"}'
     assert kit.series(n.SPOOL_BYTES) == "guardline_samples_spool_size_bytes"
+    assert kit.series(n.REEVAL_LAST) == (
+        'guardline_reeval_last_completed_seconds{guardline_reeval_evaluation=~"$evaluation"}'
+    )
     with pytest.raises(ValueError, match="no label guardline_app"):
         kit.series(n.ACTIVE_STREAMS, kit.eq(n.APP, "x"))
     with pytest.raises(ValueError, match="no label"):
@@ -301,6 +361,12 @@ def test_panel_queries_fill_in_the_variables() -> None:
     assert variables["route"] == (
         'label_values(guardline_requests_total{gen_ai_request_model=~".*"}, guardline_route)'
     )
+    reeval = _docs()["reeval.json"]
+    assert dashboards.variable_queries(reeval) == {
+        "evaluation": "label_values(guardline_reeval_samples, guardline_reeval_evaluation)"
+    }
+    chosen = dashboards.panel_queries(reeval, {"evaluation": "toxicity"})
+    assert all('guardline_reeval_evaluation=~"toxicity"' in q.promql for q in chosen)
 
 
 def test_promtool_parses_every_query(tmp_path: Path) -> None:

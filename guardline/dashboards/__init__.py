@@ -25,11 +25,12 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.builders.dashboard import Dashboard
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-    from guardline.dashboards import guardrails, overview
+    from guardline.dashboards import guardrails, overview, reeval
 
 DASHBOARDS: Mapping[str, Callable[[], Dashboard]] = {
     "overview.json": overview.build,
     "guardrails.json": guardrails.build,
+    "reeval.json": reeval.build,
 }
 """File name under ``dashboards/`` -> the function that builds it."""
 

@@ -1,11 +1,12 @@
-"""What both dashboards share: the data source, template variables, PromQL built from the
+"""What every dashboard shares: the data source, template variables, PromQL built from the
 metric-name constants, and panel builders with the options set that the SDK leaves at
 unhelpful defaults.
 
 Every metric name comes from ``guardline.exporters.names``; every label name is an attribute
 constant from there with its dots turned into underscores (what OpenTelemetry's Prometheus
 exporter does). ``LABELS`` says which labels each instrument carries (read off
-``guardline/exporters/telemetry.py``); a selector refuses a label its metric lacks, and a
+``guardline/exporters/telemetry.py``, and ``guardline/reeval/results.py`` for the
+re-evaluation receiver's); a selector refuses a label its metric lacks, and a
 template variable applies only to metrics that carry its label, so no query filters on a
 label that is not there and silently matches nothing.
 """
@@ -62,6 +63,11 @@ REDACT = "redact"
 GENDERED_OCCUPATION = "gendered_occupation"
 ACCEPTED = "accepted"
 REGENERATED = "regenerated"
+# A re-evaluation job's final state (guardline.reeval.jobs.FINAL) and the two sets of
+# samples an evaluation compares (guardline/reeval/results.py).
+FAILED = "failed"
+WINDOW = "window"
+BASELINE = "baseline"
 
 
 def label(attribute: str) -> str:
@@ -112,6 +118,12 @@ LABELS: Mapping[Instrument, frozenset[str]] = {
         (n.SENDER_LAG, ()),
         (n.KAFKA_CONNECTED, ()),
         (n.KAFKA_ERRORS, ()),
+        # guardline reeval receiver's /metrics (guardline/reeval/results.py)
+        (n.REEVAL_JOBS, (n.EVALUATION, n.JOB_STATE)),
+        (n.REEVAL_DURATION, (n.EVALUATION,)),
+        (n.REEVAL_RATE, (n.EVALUATION, n.EVALUATOR, n.CATEGORY, n.SET)),
+        (n.REEVAL_SAMPLES, (n.EVALUATION, n.SET)),
+        (n.REEVAL_LAST, (n.EVALUATION,)),
     )
 }
 
@@ -122,23 +134,37 @@ class Variable:
     name: str
     title: str
     attribute: str
+    source: Instrument
+    """The metric whose values of ``attribute`` the picker lists."""
 
 
 VARIABLES = (
-    Variable("model", "Model", n.REQUEST_MODEL),
-    Variable("route", "Route", n.ROUTE),
-    Variable("application", "Application", n.APP),
+    Variable("model", "Model", n.REQUEST_MODEL, n.REQUESTS),
+    Variable("route", "Route", n.ROUTE, n.REQUESTS),
+    Variable("application", "Application", n.APP, n.REQUESTS),
 )
-"""Multi-value with "All" (``.*``), used as ``label=~"$name"`` on every metric that has
-the label; each narrows the choices of the ones after it."""
+"""The proxy dashboards' filters. Multi-value with "All" (``.*``), used as
+``label=~"$name"`` on every metric that has the label; each narrows the choices of the ones
+after it."""
+
+REEVAL_VARIABLES = (Variable("evaluation", "Evaluation", n.EVALUATION, n.REEVAL_SAMPLES),)
+"""The re-evaluation dashboard's filter: the receiver's metrics carry no model, route or
+application."""
+
+EVERY_VARIABLE = (*VARIABLES, *REEVAL_VARIABLES)
+"""What a selector applies by default. A metric carries the labels of one set only (the
+proxy's or the receiver's), so a query gets the variables of the dashboard its metric is
+shown on."""
 
 
-def variables() -> list[dashboard.DatasourceVariable | dashboard.QueryVariable]:
+def variables(
+    chosen: Sequence[Variable] = VARIABLES,
+) -> list[dashboard.DatasourceVariable | dashboard.QueryVariable]:
     out: list[dashboard.DatasourceVariable | dashboard.QueryVariable] = [
         dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
     ]
-    for index, variable in enumerate(VARIABLES):
-        narrowed = series(n.REQUESTS, variables=VARIABLES[:index])
+    for index, variable in enumerate(chosen):
+        narrowed = series(variable.source, variables=chosen[:index])
         out.append(
             dashboard.QueryVariable(variable.name)
             .label(variable.title)
@@ -184,7 +210,7 @@ def series(
     spec: Instrument,
     *matchers: Matcher,
     part: Part | None = None,
-    variables: Sequence[Variable] = VARIABLES,
+    variables: Sequence[Variable] = EVERY_VARIABLE,
 ) -> str:
     """``metric{...}``: the template variables whose label the metric has, then
     ``matchers``. ``part`` picks a histogram's bucket, count or sum series."""
@@ -467,7 +493,9 @@ class Board:
     """A dashboard being built: rows and panels in reading order, each given the next id
     (the SDK assigns none, and Grafana would renumber on load)."""
 
-    def __init__(self, uid: str, title: str, description: str) -> None:
+    def __init__(
+        self, uid: str, title: str, description: str, filters: Sequence[Variable] = VARIABLES
+    ) -> None:
         self._ids = 0
         self.dashboard = (
             dashboard.Dashboard(title)
@@ -488,7 +516,7 @@ class Board:
                 .keep_time(True)
             )
         )
-        for variable in variables():
+        for variable in variables(filters):
             self.dashboard = self.dashboard.with_variable(variable)
 
     def _next(self) -> int:

@@ -195,6 +195,30 @@ KAFKA_ERRORS = Instrument(
     "Batches of sample records the Kafka broker did not acknowledge (each is retried).",
 )  # fmt: skip
 
+# Re-evaluation jobs (served by ``guardline reeval receiver``, which sees every job end).
+REEVAL_JOBS = Instrument(
+    "guardline.reeval.jobs", "counter", "{job}",
+    "Re-evaluation jobs that ended, by evaluation and state (done / failed).",
+)  # fmt: skip
+REEVAL_DURATION = Instrument(
+    "guardline.reeval.duration", "histogram", "s",
+    "How long a re-evaluation job ran, from start to report.",
+    (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)  # fmt: skip
+REEVAL_RATE = Instrument(
+    "guardline.reeval.rate", "gauge", "1",
+    "The last evaluation's flag rate per evaluator and category, in the alert's window and "
+    "in the baseline before it.",
+)  # fmt: skip
+REEVAL_SAMPLES = Instrument(
+    "guardline.reeval.samples", "gauge", "{sample}",
+    "Samples the last evaluation re-scored, window and baseline.",
+)  # fmt: skip
+REEVAL_LAST = Instrument(
+    "guardline.reeval.last_completed", "gauge", "s",
+    "Unix time the last evaluation of each kind finished.",
+)  # fmt: skip
+
 INSTRUMENTS: tuple[Instrument, ...] = (
     OPERATION_DURATION,
     TOKEN_USAGE,
@@ -225,6 +249,11 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     SENDER_LAG,
     KAFKA_CONNECTED,
     KAFKA_ERRORS,
+    REEVAL_JOBS,
+    REEVAL_DURATION,
+    REEVAL_RATE,
+    REEVAL_SAMPLES,
+    REEVAL_LAST,
 )
 
 # -- attributes ----------------------------------------------------------------------------
@@ -263,6 +292,17 @@ ESTIMATED = "guardline.usage.estimated"  # label: "true" / "false"
 SAMPLE_REASON = "guardline.sample.reason"  # label: flagged / baseline / feedback
 SINK = "guardline.sink"  # label: jsonl / kafka / a plug-in sink's name
 DROP_REASON = "guardline.drop.reason"  # label: queue_full / spool_full / error
+EVALUATION = "guardline.reeval.evaluation"  # label: the job's evaluation (toxicity, ...)
+JOB_STATE = "guardline.reeval.state"  # label: done / failed
+EVALUATOR = "guardline.reeval.evaluator"  # label: online, toxicity, judge, ...
+SET = "guardline.reeval.set"  # label: window / baseline
+# The GenAI evaluation event (semantic conventions, Development status).
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+EVALUATION_LABEL = "gen_ai.evaluation.score.label"
+EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+RESPONSE_ID = "gen_ai.response.id"
 REQUEST_ID = "guardline.request_id"  # span attribute only, never a label
 FINDINGS_COUNT = "guardline.findings.count"
 FINDINGS_CATEGORIES = "guardline.findings.categories"

@@ -96,6 +96,7 @@ def _bar(fraction: float, stage: str) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     from guardline.errors import GuardlineError  # noqa: PLC0415
     from guardline.reeval.jobs import Job, JobStore, new_id  # noqa: PLC0415
+    from guardline.reeval.results import EvaluationEvents  # noqa: PLC0415
     from guardline.reeval.worker import Executor  # noqa: PLC0415
 
     until = args.until or datetime.now(UTC)
@@ -114,7 +115,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         },
     )
     store.create(job)
-    executor = Executor(settings, store)
+    executor = Executor(settings, store, events=EvaluationEvents(settings.telemetry))
     try:
         done = executor.execute(job.id, progress=_bar)
     finally:
@@ -130,21 +131,29 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
 def _receiver(args: argparse.Namespace, settings: Settings) -> None:
     from guardline.reeval.jobs import JobStore  # noqa: PLC0415
     from guardline.reeval.receiver import Receiver, create_receiver_app  # noqa: PLC0415
+    from guardline.reeval.results import EvaluationEvents, ResultMetrics  # noqa: PLC0415
     from guardline.reeval.worker import Executor, LocalWorker  # noqa: PLC0415
     from guardline.server import announce, bind, make_server, run, serve_all  # noqa: PLC0415
 
     store = JobStore(settings.reeval.directory)
     sock = bind(settings.reeval.host, settings.reeval.port)
+    metrics = ResultMetrics(settings.telemetry)
+    for job in store.all():  # the last evaluations before a restart
+        metrics.record(job)
     close: Callable[[], None]
     if settings.reeval.queue == "kafka":
         from guardline.reeval.queue import KafkaQueue  # noqa: PLC0415
 
-        queue = KafkaQueue(settings, store)
-        receiver = Receiver(settings.reeval, store, queue.submit)
+        queue = KafkaQueue(settings, store, on_update=metrics.record)
+        receiver = Receiver(settings.reeval, store, queue.submit, metrics=metrics)
         close = queue.close
     else:
-        worker = LocalWorker(Executor(settings, store))
-        receiver = Receiver(settings.reeval, store, lambda job: worker.submit(job.id))
+        events = EvaluationEvents(settings.telemetry)
+        executor = Executor(settings, store, on_update=metrics.record, events=events)
+        worker = LocalWorker(executor)
+        receiver = Receiver(
+            settings.reeval, store, lambda job: worker.submit(job.id), metrics=metrics
+        )
         worker.start()
         close = worker.close
     try:

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from guardline.errors import ConfigError, GuardlineError
 from guardline.exporters.consumer import API_VERSION, _kafka_consumer
 from guardline.exporters.kafka import _close_producer, _kafka_producer, producer_config
 from guardline.reeval.jobs import FINAL, Job, JobStore
+from guardline.reeval.results import EvaluationEvents
 from guardline.reeval.worker import Executor
 from guardline.settings import KafkaSettings, Settings
 
@@ -82,10 +84,16 @@ class KafkaQueue:
     """The receiver's side: ``submit`` publishes a job (raising QueueError when the
     broker does not take it), and a thread applies status messages to ``store``."""
 
-    def __init__(self, settings: Settings, store: JobStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> None:
         kafka = _kafka(settings)
         self.topic = settings.reeval.topic
         self.store = store
+        self._on_update = on_update
         self._timeout = kafka.send_timeout
         self._producer = _kafka_producer(
             {**producer_config(kafka), "client_id": f"{kafka.client_id}-reeval"}
@@ -112,7 +120,9 @@ class KafkaQueue:
             while not self._stop.is_set():
                 for batch in consumer.poll(timeout_ms=500).values():
                     for message in batch:
-                        apply_status(self.store, message.value)
+                        job = apply_status(self.store, message.value)
+                        if job is not None and self._on_update is not None:
+                            self._on_update(job)
         except Exception:  # logged; the status shown goes stale, jobs still run
             log.exception("re-evaluation status reader stopped")
         finally:
@@ -125,20 +135,21 @@ class KafkaQueue:
         _close_producer(self._producer)
 
 
-def apply_status(store: JobStore, value: bytes) -> None:
+def apply_status(store: JobStore, value: bytes) -> Job | None:
+    """Store the job a status message carries; the job as stored, or None if skipped."""
     try:
         body = orjson.loads(value)
         job = Job(**body["job"])
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         log.warning("status message skipped: %s", exc)
-        return
+        return None
     if "report_html" in body:
         directory = store.directory.parent / "reports" / job.id
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "report.html").write_text(body["report_html"], encoding="utf-8")
         (directory / "summary.json").write_text(body["summary_json"], encoding="utf-8")
         job.report, job.summary = str(directory / "report.html"), str(directory / "summary.json")
-    store.put(job)
+    return job if store.put(job) else None
 
 
 class KafkaWorker:
@@ -153,7 +164,9 @@ class KafkaWorker:
         self._producer = _kafka_producer(
             {**producer_config(kafka), "client_id": f"{kafka.client_id}-reeval-worker"}
         )
-        self.executor = Executor(settings, store, on_update=self._publish)
+        self.executor = Executor(
+            settings, store, on_update=self._publish, events=EvaluationEvents(settings.telemetry)
+        )
         self._config = _consumer_config(
             kafka,
             settings.reeval.group,

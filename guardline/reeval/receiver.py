@@ -4,7 +4,7 @@
     GET  /v1/reeval/jobs        every job, newest first
     GET  /v1/reeval/jobs/{id}   one job: state, progress, report location
     GET  /v1/reeval/jobs/{id}/report   its HTML report
-    GET  /healthz, /readyz
+    GET  /healthz, /readyz, /metrics (the jobs' results; no token, as Prometheus scrapes)
 
 Every route but the health checks needs the token (``Authorization: Bearer <token>``, or
 basic auth with ``reeval.username`` and the token as password, as Alertmanager's
@@ -34,10 +34,12 @@ from guardline.errors import ConfigError
 from guardline.reeval.alerts import PayloadError, describe, evaluation_for, parse_payload, window_of
 from guardline.reeval.jobs import Job, JobError, JobStore, new_id
 from guardline.reeval.queue import QueueError
+from guardline.reeval.results import ResultMetrics
 from guardline.settings import ReevalSettings, env_secret
 
 log = logging.getLogger("guardline.reeval")
 
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY = 1 << 20
 """Alertmanager's payloads are a few KB per alert; anything near this is not one."""
 
@@ -53,6 +55,7 @@ class Receiver:
         store: JobStore,
         submit: Callable[[Job], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: ResultMetrics | None = None,
     ) -> None:
         token = env_secret(settings.token_env)
         if token is None:
@@ -66,6 +69,7 @@ class Receiver:
         self.store = store
         self._submit = submit
         self._clock = clock
+        self.metrics = metrics
         self.resolved: list[dict[str, Any]] = []
         """Resolved notifications of alerts that started no job (bounded)."""
 
@@ -192,6 +196,11 @@ def create_receiver_app(receiver: Receiver, ready: Callable[[], bool] = lambda: 
         ok = ready()
         return JSONResponse({"ready": ok}, 200 if ok else 503)
 
+    async def metrics(_: Request) -> Response:
+        if receiver.metrics is None:
+            return _error(404, "not_found_error", "metrics are off")
+        return Response(receiver.metrics.scrape(), media_type=_PROMETHEUS_TEXT)
+
     async def not_found(request: Request, _: Exception) -> Response:
         return _error(404, "not_found_error", f"no route {request.method} {request.url.path}")
 
@@ -205,5 +214,6 @@ def create_receiver_app(receiver: Receiver, ready: Callable[[], bool] = lambda: 
         Route("/v1/reeval/jobs/{job_id}/report", receiver.report, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=list(routes), exception_handlers={404: not_found, 405: not_allowed})

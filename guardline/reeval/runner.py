@@ -235,8 +235,9 @@ def run(
     settings: Settings,
     evaluators: Evaluators,
     progress: Progress,
-) -> dict[str, Any]:
-    """The job's summary, from which the report is made."""
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], str, Scores]]]:
+    """The job's summary, from which the report is made, and each window sample's scores
+    by evaluator (for evaluation events)."""
     since, until = job.window
     directory = settings.reeval.datasets or settings.samples.jsonl.directory
     progress(0.0, "gathering")
@@ -260,7 +261,7 @@ def run(
     version = f"{now().strftime('%Y-%m-%dT%H-%M-%SZ')}-{job.id}"
     flagged = [s for s in scored_w if s.flags() - _feedback_only(s)]
     dataset = write_dataset(flagged, settings.reeval.directory / "datasets", version)
-    return {
+    summary = {
         "schema": 1,
         "job": {
             "id": job.id,
@@ -294,6 +295,10 @@ def run(
         "next_steps": next_steps(job.evaluation, table, counts),
         "errors": [],
     }
+    results = [
+        (s.sample.record, name, scores) for s in scored_w for name, scores in s.scores.items()
+    ]
+    return summary, results
 
 
 def _feedback_only(scored: Scored) -> set[str]:

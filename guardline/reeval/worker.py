@@ -16,6 +16,7 @@ from typing import Any
 from guardline.reeval import runner
 from guardline.reeval.evaluators import Evaluators, build
 from guardline.reeval.jobs import FINAL, Job, JobStore, now
+from guardline.reeval.results import EvaluationEvents
 from guardline.settings import Settings
 
 log = logging.getLogger("guardline.reeval")
@@ -37,9 +38,11 @@ class Executor:
         self,
         settings: Settings,
         store: JobStore,
+        *,
         evaluators: Callable[[Settings], Evaluators] = build,
         write_report: ReportWriter = _write_report,
         on_update: Listener | None = None,
+        events: EvaluationEvents | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -48,6 +51,7 @@ class Executor:
         self._lock = threading.Lock()
         self._write_report = write_report
         self._on_update = on_update
+        self.events = events
         """Told every stored change of a job it runs (a Kafka worker publishes them)."""
 
     def evaluators(self) -> Evaluators:
@@ -61,6 +65,8 @@ class Executor:
             if self._evaluators is not None:
                 self._evaluators.close()
                 self._evaluators = None
+        if self.events is not None:
+            self.events.shutdown()  # sends what is batched
 
     def execute(self, job_id: str, progress: Callable[[float, str], None] | None = None) -> Job:
         job = self.store.get(job_id)
@@ -84,7 +90,9 @@ class Executor:
                 self._update(job_id, lambda j: _progress(j, fraction, stage))
 
         try:
-            summary = runner.run(job, self.settings, self.evaluators(), report)
+            summary, results = runner.run(job, self.settings, self.evaluators(), report)
+            if self.events is not None:
+                summary["job"]["events"] = self.events.emit(job.evaluation, results)
             finished = now().isoformat()
             summary["job"].update(
                 state="done", finished=finished, duration_seconds=time.monotonic() - began

@@ -2,7 +2,8 @@
 writes samples; Prometheus (Debian package) scrapes it and evaluates the committed rules;
 the simulator turns toxic, GuardlineToxicitySpike fires, Alertmanager (Debian package)
 calls the receiver, one job runs on the local worker, and its report counts the window's
-samples. Alertmanager's repeated notifications start no second job."""
+samples. Alertmanager's repeated notifications start no second job. Prometheus also
+scrapes the receiver: every panel of the re-evaluation dashboard returns data."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import httpx
 import pytest
 import yaml
 
+from guardline import dashboards
+from guardline.exporters import names as n
 from guardline.exporters.datasets import Filters, read_dataset
-from guardline.reeval.jobs import JobStore
+from guardline.reeval.jobs import Job, JobStore, new_id
 from guardline.reeval.receiver import Receiver, create_receiver_app
+from guardline.reeval.results import ResultMetrics
 from guardline.reeval.worker import Executor, LocalWorker
 from guardline.settings import load_settings
 from tests.conftest import openai_client
@@ -77,8 +81,9 @@ def test_an_alert_starts_one_job_and_its_report_counts_the_window(
         }
     )
     store = JobStore(settings.reeval.directory)
-    worker = LocalWorker(Executor(settings, store))
-    receiver = Receiver(settings.reeval, store, lambda job: worker.submit(job.id))
+    metrics = ResultMetrics(settings.telemetry)
+    worker = LocalWorker(Executor(settings, store, on_update=metrics.record))
+    receiver = Receiver(settings.reeval, store, lambda job: worker.submit(job.id), metrics=metrics)
     with (
         simulator() as sim,
         proxy(proxy_settings(sim.url, samples=config)) as gw,
@@ -87,7 +92,8 @@ def test_an_alert_starts_one_job_and_its_report_counts_the_window(
         am = Alertmanager(tmp_path, _alertmanager_config(hook.url))
         am.start()
         rules = fast_rules(yaml.safe_load(RULES.read_text()))
-        prom = Prometheus(tmp_path, [gw.url.removeprefix("http://")], rules, am.url)
+        targets = [gw.url.removeprefix("http://"), hook.url.removeprefix("http://")]
+        prom = Prometheus(tmp_path, targets, rules, am.url)
         prom.start()
         try:
             client = openai_client(gw.url)
@@ -116,12 +122,13 @@ def test_an_alert_starts_one_job_and_its_report_counts_the_window(
                 time.sleep(0.2)
             to_report = time.monotonic() - fired
             time.sleep(5)  # Alertmanager repeats every 2 s meanwhile
+            missing = _reeval_dashboard(prom, store, worker)
         finally:
             prom.stop()
             am.stop()
             worker.close()
-    jobs = store.all()
-    assert len(jobs) == 1, [j.public() for j in jobs]
+    jobs = [j for j in store.all() if j.trigger["source"] == "alertmanager"]
+    assert len(jobs) == 1, [j.public() for j in store.all()]
     job = jobs[0]
     print(
         f"\nalert firing -> report: {to_report:.1f} s; {job.counts}; {job.notifications} deliveries"
@@ -135,3 +142,43 @@ def test_an_alert_starts_one_job_and_its_report_counts_the_window(
     assert job.counts["baseline"] == job.counts["window"]
     assert job.report
     assert Path(job.report).is_file()
+    assert missing == [], "re-evaluation panels with no data:\n" + "\n".join(missing)
+
+
+def _reeval_dashboard(prom: Prometheus, store: JobStore, worker: LocalWorker) -> list[str]:
+    """Every panel of the re-evaluation dashboard returns data once the receiver's
+    /metrics has been scraped before and after a second evaluation (rate() needs a
+    counter's series scraped before it moves)."""
+    first = store.all()[0]
+    deadline = time.monotonic() + 20
+    while not prom.query(n.REEVAL_JOBS.prometheus + "_total"):
+        assert time.monotonic() < deadline, "the receiver's metrics were never scraped"
+        time.sleep(0.2)
+    time.sleep(1.5)
+    again = Job(
+        id=new_id(),
+        evaluation=first.evaluation,
+        since=first.since,
+        until=first.until,
+        trigger={"source": "test"},
+    )
+    assert store.create(again)
+    worker.submit(again.id)
+    assert worker.futures[again.id].result(60).state == "done"
+    doc = dashboards.load("reeval.json")
+    queries = dashboards.panel_queries(doc)
+    missing: list[str] = []
+    deadline = time.monotonic() + 20
+    while True:
+        missing = [
+            f"{q.title} / {q.ref}: {q.promql}" for q in queries if not prom.has_data(q.promql)
+        ]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for name, query in dashboards.variable_queries(doc).items():
+        metric, label = query.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
+        values = {s["metric"].get(label) for s in prom.query(metric)} - {None}
+        if not values:
+            missing.append(f"${name}: no values of {label} in {metric}")
+    return missing

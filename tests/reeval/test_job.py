@@ -12,10 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
+from guardline.exporters import names as n
 from guardline.reeval.evaluators import Evaluators, FakeEvaluator, build
 from guardline.reeval.jobs import Job, JobStore, new_id
-from guardline.reeval.worker import Executor
+from guardline.reeval.results import EvaluationEvents, ResultMetrics
+from guardline.reeval.worker import Executor, LocalWorker
 from guardline.settings import Settings, load_settings
 from tests.reeval.traffic import LARGE, Traffic, make_traffic
 from tests.servers import simulator
@@ -59,7 +62,7 @@ def test_a_job_compares_the_window_with_a_same_size_baseline(
     store = JobStore(tmp_path)
     job = _job(store, traffic.boundary, traffic.end)
     seen: list[tuple[float, str]] = []
-    done = Executor(settings, store, lambda _: evaluators).execute(
+    done = Executor(settings, store, evaluators=lambda _: evaluators).execute(
         job.id, progress=lambda f, s: seen.append((f, s))
     )
     assert done.state == "done", done.error
@@ -96,12 +99,12 @@ def test_a_finished_job_is_not_run_again(traffic: Traffic, tmp_path: Path) -> No
     store = JobStore(tmp_path)
     job = _job(store, traffic.boundary, traffic.end)
     fake = FakeEvaluator()
-    executor = Executor(settings, store, lambda _: Evaluators([fake], []))
+    executor = Executor(settings, store, evaluators=lambda _: Evaluators([fake], []))
     first = executor.execute(job.id)
     assert first.state == "done"
     assert first.attempts == 1
     calls = len(fake.seen)
-    again = Executor(settings, store, lambda _: Evaluators([fake], [])).execute(job.id)
+    again = Executor(settings, store, evaluators=lambda _: Evaluators([fake], [])).execute(job.id)
     assert again.attempts == 1
     assert len(fake.seen) == calls
 
@@ -113,7 +116,9 @@ def test_a_job_left_running_is_run_again(traffic: Traffic, tmp_path: Path) -> No
     job = _job(store, traffic.boundary, traffic.end)
     store.update(job.id, lambda j: setattr(j, "state", "running"))
     assert [j.id for j in store.unfinished()] == [job.id]
-    done = Executor(settings, store, lambda _: Evaluators([FakeEvaluator()], [])).execute(job.id)
+    done = Executor(
+        settings, store, evaluators=lambda _: Evaluators([FakeEvaluator()], [])
+    ).execute(job.id)
     assert done.state == "done"
     assert store.unfinished() == []
 
@@ -126,7 +131,7 @@ def test_a_failing_evaluator_fails_the_job_not_the_worker(traffic: Traffic, tmp_
     store = JobStore(tmp_path)
     job = _job(store, traffic.boundary, traffic.end)
     done = Executor(
-        _settings(traffic, tmp_path), store, lambda _: Evaluators([Broken()], [])
+        _settings(traffic, tmp_path), store, evaluators=lambda _: Evaluators([Broken()], [])
     ).execute(job.id)
     assert done.state == "failed"
     assert "model exploded" in (done.error or "")
@@ -137,7 +142,7 @@ def test_an_empty_window_still_reports(traffic: Traffic, tmp_path: Path) -> None
     late = datetime.now(UTC)
     job = _job(store, late, late.replace(year=late.year + 1))
     done = Executor(
-        _settings(traffic, tmp_path), store, lambda _: Evaluators([FakeEvaluator()], [])
+        _settings(traffic, tmp_path), store, evaluators=lambda _: Evaluators([FakeEvaluator()], [])
     ).execute(job.id)
     assert done.state == "done"
     assert done.counts["window"] == 0 == done.counts["baseline"]
@@ -244,3 +249,108 @@ def test_a_judge_that_cannot_run_is_reported_unavailable(tmp_path: Path) -> None
     reasons = {u.name: u.reason for u in evaluators.unavailable}
     assert "no upstream named 'nowhere'" in reasons["judge"]
     assert evaluators.judge is None
+
+
+def test_results_go_out_as_evaluation_events_under_the_exchange_span(
+    traffic: Traffic, evaluators: Evaluators, tmp_path: Path
+) -> None:
+    """One gen_ai.evaluation.result per window sample and evaluator, parented to the
+    span the sample record names, with gen_ai.response.id = the request id."""
+    exporter = InMemoryLogRecordExporter()
+    events = EvaluationEvents(load_settings().telemetry, [exporter])
+    settings = _settings(traffic, tmp_path)
+    store = JobStore(tmp_path)
+    job = _job(store, traffic.boundary, traffic.end)
+    executor = Executor(settings, store, evaluators=lambda _: evaluators, events=events)
+    done = executor.execute(job.id)
+    executor.close()  # flushes the batch
+    logs = [d.log_record for d in exporter.get_finished_logs()]
+    assert len(logs) == CALLS * len(evaluators.ready)
+    assert {log.event_name for log in logs} == {"gen_ai.evaluation.result"}
+    records = {
+        r["request_id"]: r
+        for line in traffic.samples.glob("*.jsonl")
+        for r in map(orjson.loads, line.read_bytes().splitlines())
+        if r["kind"] == "exchange"
+    }
+    toxic = [
+        log
+        for log in logs
+        if (log.attributes or {})["gen_ai.evaluation.name"] == "guardline.toxicity"
+    ]
+    assert len(toxic) == CALLS
+    flagged = [
+        log for log in toxic if (log.attributes or {})["gen_ai.evaluation.score.label"] == "flagged"
+    ]
+    assert flagged, "the toxic window has toxicity verdicts"
+    for log in flagged:
+        attributes = log.attributes or {}
+        record = records[str(attributes["gen_ai.response.id"])]
+        assert log.trace_id == 0  # tracing is off in this traffic: no span to hang under
+        assert record["trace_id"] is None
+        assert float(attributes["gen_ai.evaluation.score.value"]) > 0
+        assert attributes["gen_ai.evaluation.explanation"]
+    summary = orjson.loads(Path(done.summary or "").read_bytes())
+    assert summary["job"]["events"] == len(logs)
+
+
+def test_the_receiver_exports_the_last_evaluation(traffic: Traffic, tmp_path: Path) -> None:
+    metrics = ResultMetrics(load_settings().telemetry)
+    store = JobStore(tmp_path)
+    job = _job(store, traffic.boundary, traffic.end)
+    executor = Executor(
+        _settings(traffic, tmp_path),
+        store,
+        evaluators=lambda _: Evaluators([FakeEvaluator(marker="idiot", category="insult")], []),
+        on_update=metrics.record,
+    )
+    done = executor.execute(job.id)
+    metrics.record(done)  # reported twice (status messages can repeat): counted once
+    page = metrics.scrape().decode()
+    metrics.shutdown()
+    toxicity = 'guardline_reeval_evaluation="toxicity"'
+    jobs = f'{n.REEVAL_JOBS.prometheus}_total{{{toxicity},guardline_reeval_state="done"}} 1.0'
+    assert jobs in page
+    window = (
+        f'{n.REEVAL_RATE.prometheus}{{guardline_category="insult",{toxicity},'
+        'guardline_reeval_evaluator="fake",guardline_reeval_set="window"} 1.0'
+    )
+    assert window in page, page
+    baseline = f'{n.REEVAL_SAMPLES.prometheus}{{{toxicity},guardline_reeval_set="baseline"}} 12.0'
+    assert baseline in page
+    assert f"{n.REEVAL_LAST.prometheus}{{{toxicity}}}" in page
+
+
+def test_an_event_hangs_under_the_span_its_record_names() -> None:
+    exporter = InMemoryLogRecordExporter()
+    events = EvaluationEvents(load_settings().telemetry, [exporter])
+    record = {"request_id": "r1", "trace_id": "ab" * 16, "span_id": "cd" * 8}
+    assert events.emit("toxicity", [(record, "toxicity", {"toxic": 0.9, "insult": 0.7})]) == 1
+    events.shutdown()
+    (log,) = [d.log_record for d in exporter.get_finished_logs()]
+    assert (f"{log.trace_id:032x}", f"{log.span_id:016x}") == ("ab" * 16, "cd" * 8)
+    assert (log.attributes or {})["gen_ai.evaluation.explanation"] == "insult, toxic"
+    assert (log.attributes or {})["gen_ai.evaluation.score.value"] == 0.9
+
+
+def test_a_restarted_receiver_runs_what_was_left_unfinished(
+    traffic: Traffic, tmp_path: Path
+) -> None:
+    """Jobs stored queued or running (the receiver stopped, or was killed mid-job) are
+    run when a local worker starts on the same directory; finished ones are left alone."""
+    store = JobStore(tmp_path)
+    queued = _job(store, traffic.boundary, traffic.end)
+    killed = _job(store, traffic.boundary, traffic.end)
+    store.update(killed.id, lambda j: setattr(j, "state", "running"))
+    finished = _job(store, traffic.boundary, traffic.end)
+    store.update(finished.id, lambda j: setattr(j, "state", "done"))
+    fake = FakeEvaluator()
+    worker = LocalWorker(
+        Executor(_settings(traffic, tmp_path), store, evaluators=lambda _: Evaluators([fake], []))
+    )
+    worker.start()
+    assert set(worker.futures) == {queued.id, killed.id}
+    results = [future.result(60) for future in worker.futures.values()]
+    worker.close()
+    assert {job.state for job in results} == {"done"}
+    assert store.get(finished.id).attempts == 0
