@@ -7,6 +7,7 @@ scrapes the receiver: every panel of the re-evaluation dashboard returns data.""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -32,11 +33,42 @@ pytestmark = pytest.mark.e2e
 
 RULES = Path(__file__).resolve().parents[2] / "dashboards" / "alerts" / "guardline.rules.yml"
 ALERT = "GuardlineToxicitySpike"
-WINDOW = 6.0
+WINDOW = 14.0
 """Seconds before the alert fired: the toxic calls (the rule fires ~4-5 s after the switch
-with 1 s scrapes and ``for: 2s``) and a few normal ones."""
-NORMAL = 10.0
+with 1 s scrapes and ``for: 2s``) and normal ones before them; about 1,000 samples at the
+load below, the issue's sizing."""
+NORMAL = 26.0
 """Seconds of normal traffic first: more than the window, so a baseline precedes it."""
+CLIENTS = 6
+
+
+class _Load:
+    """``CLIENTS`` SDK clients calling through Guardline until the block ends."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.calls = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(CLIENTS)]
+
+    def _run(self) -> None:
+        client = openai_client(self.url)
+        while not self._stop.is_set():
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"Answer customer {self.calls}."}],
+            )
+            self.calls += 1
+
+    def __enter__(self) -> _Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
 
 
 def _alertmanager_config(receiver_url: str) -> dict[str, object]:
@@ -96,24 +128,14 @@ def test_an_alert_starts_one_job_and_its_report_counts_the_window(
         prom = Prometheus(tmp_path, targets, rules, am.url)
         prom.start()
         try:
-            client = openai_client(gw.url)
-
-            def call(i: int) -> None:
-                client.chat.completions.create(
-                    model="gpt-4o-mini",
-                    messages=[{"role": "user", "content": f"Answer customer {i}."}],
-                )
-
             prom.wait_up()
-            started = time.monotonic()
-            while time.monotonic() - started < NORMAL:  # normal traffic: the baseline
-                call(0)
-            httpx.put(sim.url + "/_sim/scenario", json={"scenario": "toxic"}).raise_for_status()
-            i = 0
-            while prom.alert_state(ALERT) != "firing":
-                call(i)
-                i += 1
-                assert i < 2000, "the alert never fired"
+            with _Load(gw.url):  # normal traffic first (the baseline), then toxic
+                time.sleep(NORMAL)
+                httpx.put(sim.url + "/_sim/scenario", json={"scenario": "toxic"}).raise_for_status()
+                deadline = time.monotonic() + 90
+                while prom.alert_state(ALERT) != "firing":
+                    assert time.monotonic() < deadline, "the alert never fired"
+                    time.sleep(0.1)
             fired = time.monotonic()
             assert context_of(gw).samples.sinks[0].flush(10)
             deadline = fired + 120
