@@ -464,6 +464,18 @@ class ReevalJudgeSettings(_Model):
     timeout: PositiveFloat = 60.0
 
 
+class ReevalCandidateSettings(_Model):
+    """Replay the window's prompts against a candidate model through an upstream and
+    compare its answers with the original ones, scored by the same detectors."""
+
+    model: str | None = None
+    """The candidate; unset: no replay."""
+    upstream: str = "openai"
+    max_samples: PositiveInt = 200
+    """The window's prompts replayed: an even sample of at most this many."""
+    timeout: PositiveFloat = 60.0
+
+
 class ReevalSettings(_Model):
     """Alert-driven re-evaluation jobs (``guardline reeval``)."""
 
@@ -498,6 +510,7 @@ class ReevalSettings(_Model):
     group: str = "guardline-reeval"
     evaluators: ReevalEvaluatorSettings = ReevalEvaluatorSettings()
     judge: ReevalJudgeSettings = ReevalJudgeSettings()
+    candidate: ReevalCandidateSettings = ReevalCandidateSettings()
 
 
 _DEFAULT_UPSTREAMS = {

@@ -8,11 +8,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import orjson
 
-from guardline.errors import ConfigError, GuardlineError
-from guardline.settings import Settings, env_secret
+from guardline.errors import GuardlineError
+from guardline.reeval.chat import Chat, ChatError
+from guardline.settings import Settings
 
 _OBJECT = re.compile(r"\{.*\}", re.S)
 
@@ -43,54 +43,24 @@ class Judge:
 
     def __init__(self, settings: Settings) -> None:
         judge = settings.reeval.judge
-        upstream = settings.upstreams.get(judge.upstream)
-        if upstream is None:
-            raise ConfigError(f"reeval.judge.upstream: no upstream named {judge.upstream!r}")
-        if upstream.provider != "openai":
-            raise ConfigError(
-                "reeval.judge.upstream must speak the OpenAI chat completions API "
-                f"(upstream {judge.upstream!r} is {upstream.provider})"
-            )
-        headers = dict(upstream.headers)
-        if upstream.api_key_env:
-            key = env_secret(upstream.api_key_env)
-            if key is None:
-                raise ConfigError(f"reeval.judge: ${upstream.api_key_env} is not set")
-            headers["authorization"] = f"Bearer {key}"
-        self.url = upstream.base_url.rstrip("/") + "/chat/completions"
-        self.model = judge.model
+        self._chat = Chat(settings, judge.upstream, judge.model, judge.timeout, "reeval.judge")
         self.prompt = judge.prompt
         self.limit: int | None = judge.max_samples
-        self.backend = f"{judge.model} via upstream {judge.upstream}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=judge.timeout,
-            verify=str(upstream.ca_bundle) if upstream.ca_bundle else True,
-        )
+        self.backend = self._chat.backend
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model, "upstream": self.backend, "prompt": self.prompt}
+        return {"model": self._chat.model, "upstream": self.backend, "prompt": self.prompt}
 
     def score(self, record: Mapping[str, Any]) -> dict[str, float]:
         prompt, response = record.get("prompt"), record.get("response")
         if not isinstance(prompt, str) or not isinstance(response, str):
             return {}  # withheld text: nothing to judge
-        body = {
-            "model": self.model,
-            "temperature": 0,
-            "messages": [
-                {"role": "user", "content": self.prompt.format(prompt=prompt, response=response)}
-            ],
-        }
-        for attempt in (1, 2):
-            try:
-                answer = self._client.post(self.url, json=body)
-                answer.raise_for_status()
-                return verdict(str(answer.json()["choices"][0]["message"]["content"]))
-            except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-                if attempt == 2:
-                    raise JudgeError(f"judge call failed: {exc}") from None
-        raise AssertionError("unreachable")
+        try:
+            return verdict(
+                self._chat.complete(self.prompt.format(prompt=prompt, response=response))
+            )
+        except ChatError as exc:
+            raise JudgeError(f"judge call failed: {exc}") from None
 
     def close(self) -> None:
-        self._client.close()
+        self._chat.close()

@@ -393,6 +393,8 @@ def _candidate(candidate: Any) -> str:
         f"<h2>Candidate model</h2><p>{_count(c.get('replayed'))} window prompts replayed on "
         f"{_e(c.get('model'))}.</p>"
     )
+    if c.get("error"):
+        intro += f"<p>Replay not possible: {_e(c.get('error'))}</p>"
     table = _rates_table(
         "Original answers vs candidate", _list(c.get("rates")), ("Original answers", "Candidate")
     )

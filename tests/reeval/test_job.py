@@ -354,3 +354,37 @@ def test_a_restarted_receiver_runs_what_was_left_unfinished(
     worker.close()
     assert {job.state for job in results} == {"done"}
     assert store.get(finished.id).attempts == 0
+
+
+def test_a_candidate_model_replays_the_windows_prompts(traffic: Traffic, tmp_path: Path) -> None:
+    """The window's prompts go to a candidate (a simulator answering in its default,
+    harmless scenario) and its answers are scored beside the toxic originals."""
+    with simulator() as candidate_vendor:
+        settings = load_settings(
+            overrides={
+                "upstreams": {
+                    "openai": {"provider": "openai", "base_url": candidate_vendor.url + "/v1"}
+                },
+                "reeval": {
+                    "directory": str(tmp_path),
+                    "datasets": str(traffic.samples),
+                    "candidate": {"model": "gpt-4.1-mini", "max_samples": 8},
+                },
+            }
+        )
+        store = JobStore(tmp_path)
+        job = _job(store, traffic.boundary, traffic.end)
+        executor = Executor(settings, store)
+        done = executor.execute(job.id)
+        executor.close()
+        calls = candidate_vendor.app.recorder.stats()["requests_total"]
+    assert done.state == "done", done.error
+    candidate = orjson.loads(Path(done.summary or "").read_bytes())["candidate"]
+    assert (candidate["model"], candidate["replayed"], calls) == ("gpt-4.1-mini", 8, 8)
+    toxic = [r for r in candidate["rates"] if r["evaluator"] == "toxicity"]
+    assert toxic, candidate["rates"]
+    assert toxic[0]["window"]["count"] == 8  # the original answers: all toxic
+    assert toxic[0]["baseline"]["count"] == 0  # the candidate's
+    assert toxic[0]["significant"]
+    html = Path(done.report or "").read_text()
+    assert "gpt-4.1-mini" in html
