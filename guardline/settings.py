@@ -483,6 +483,9 @@ class ReevalSettings(_Model):
     """Jobs, reports and the datasets they write."""
     datasets: Path | None = None
     """The sample datasets to read; unset: ``samples.jsonl.directory``."""
+    source: Literal["jsonl", "kafka"] = "jsonl"
+    """Where samples come from: the JSON Lines datasets, or the samples topic
+    (``samples.kafka``) read by message time."""
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=0, le=65535)
     token_env: str = "GUARDLINE_REEVAL_TOKEN"  # noqa: S105 - a variable name, not a secret

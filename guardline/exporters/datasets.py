@@ -167,39 +167,50 @@ def read_dataset(directory: Path, filters: Filters | None = None) -> tuple[list[
             f"no dataset directory {str(directory)!r} (--dir, or samples.jsonl.directory "
             "in the settings)"
         )
-    filters = filters or Filters()
     paths = files(directory)
-    stats = ReadStats(files=len(paths))
+    lines = ((f"{path} line", n, line) for path in paths for n, line in _lines(path))
+    samples, stats = join_records(lines, filters)
+    stats.files = len(paths)
+    if stats.bad_lines > _BAD_LINES_LOGGED:
+        log.warning("%d bad lines skipped in %s in all", stats.bad_lines, directory)
+    return samples, stats
+
+
+def join_records(
+    lines: Iterable[tuple[str, int, bytes]], filters: Filters | None = None
+) -> tuple[list[Sample], ReadStats]:
+    """``read_dataset`` over any source of ``(where, position, line)`` (``("<file> line",
+    12, ...)``, ``("<topic> partition 0 offset", 812, ...)``): the sample records joined,
+    de-duplicated and filtered."""
+    filters = filters or Filters()
+    stats = ReadStats()
     seen: set[str] = set()
     exchanges: dict[str, Sample] = {}
     feedback: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
-    for path in paths:
-        for number, line in _lines(path):
-            record, problem = _parse(line)
-            if record is None:
-                stats.bad_lines += 1
-                if stats.bad_lines <= _BAD_LINES_LOGGED:
-                    log.warning("%s line %d skipped: %s", path, number, problem)
-                continue
-            rid = record["request_id"]
-            when = _utc(datetime.fromisoformat(record["time"]))
-            if record["kind"] == "exchange":
-                sample = Sample(record, when)
-                if rid in seen:
-                    stats.duplicates += 1
-                elif filters.match(sample):
-                    exchanges[rid] = sample
-                else:
-                    stats.outside += 1
-                seen.add(rid)
+    for where, number, line in lines:
+        record, problem = _parse(line)
+        if record is None:
+            stats.bad_lines += 1
+            if stats.bad_lines <= _BAD_LINES_LOGGED:
+                log.warning("%s %d skipped: %s", where, number, problem)
+            continue
+        rid = record["request_id"]
+        when = _utc(datetime.fromisoformat(record["time"]))
+        if record["kind"] == "exchange":
+            sample = Sample(record, when)
+            if rid in seen:
+                stats.duplicates += 1
+            elif filters.match(sample):
+                exchanges[rid] = sample
             else:
-                posts = feedback.setdefault(rid, [])
-                if any(record == earlier for _, earlier in posts):
-                    stats.duplicate_feedback += 1
-                else:
-                    posts.append((when, record))
-    if stats.bad_lines > _BAD_LINES_LOGGED:
-        log.warning("%d bad lines skipped in %s in all", stats.bad_lines, directory)
+                stats.outside += 1
+            seen.add(rid)
+        else:
+            posts = feedback.setdefault(rid, [])
+            if any(record == earlier for _, earlier in posts):
+                stats.duplicate_feedback += 1
+            else:
+                posts.append((when, record))
     for rid, posts in feedback.items():
         if rid not in seen:
             stats.orphan_feedback += len(posts)

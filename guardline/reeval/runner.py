@@ -13,13 +13,12 @@ from typing import Any
 
 from guardline.exporters.datasets import (
     DatasetError,
-    Filters,
     Sample,
     bedrock_row,
     fmeval_row,
-    read_dataset,
     write_parts,
 )
+from guardline.reeval import source
 from guardline.reeval.candidate import replay
 from guardline.reeval.evaluators import Evaluators, Scores
 from guardline.reeval.jobs import Job, now
@@ -33,15 +32,14 @@ EXAMPLE_CHARS = 2000
 
 
 def gather(
-    directory: Path, since: datetime, until: datetime, settings: Settings
+    since: datetime, until: datetime, settings: Settings
 ) -> tuple[list[Sample], list[Sample], dict[str, int]]:
     """(window, baseline, skipped counts): the window's samples, and as many of the
     samples just before ``since`` (within ``baseline_lookback``)."""
-    limit = settings.reeval.max_samples
-    window, stats = read_dataset(directory, Filters(since=since, until=until))
     lookback = since - timedelta(seconds=settings.reeval.baseline_lookback)
-    before, _ = read_dataset(directory, Filters(since=lookback, until=since))
-    window = even(window, limit)
+    everything, stats = source.samples(settings, lookback, until)
+    window = even([s for s in everything if s.time >= since], settings.reeval.max_samples)
+    before = [s for s in everything if s.time < since]
     baseline = before[-len(window) :] if window else []
     skipped = {"bad_lines": stats.bad_lines, "duplicates": stats.duplicates}
     return window, baseline, {k: v for k, v in skipped.items() if v}
@@ -163,10 +161,9 @@ def run(
     """The job's summary, from which the report is made, and each window sample's scores
     by evaluator (for evaluation events)."""
     since, until = job.window
-    directory = settings.reeval.datasets or settings.samples.jsonl.directory
     progress(0.0, "gathering")
     try:
-        window, baseline, skipped = gather(directory, since, until, settings)
+        window, baseline, skipped = gather(since, until, settings)
     except DatasetError as exc:
         raise DatasetError(f"cannot read the samples: {exc}") from None
     scored_w = score_all(window, evaluators, lambda f, s: progress(0.05 + 0.45 * f, s), 1.0)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,19 @@ import yaml
 from guardline.reeval.jobs import Job, JobStore
 from guardline.reeval.queue import STATUS, KafkaQueue
 from guardline.reeval.receiver import Receiver, create_receiver_app
+from guardline.reeval.worker import Executor
 from guardline.settings import load_settings
 from tests.broker import Tansu
+from tests.conftest import openai_client
 from tests.reeval.test_receiver import FIRING, TOKEN, Hook
 from tests.reeval.traffic import Traffic, make_traffic
-from tests.servers import running, simulator
+from tests.servers import context_of, proxy, proxy_settings, running, simulator
 from tests.test_cli import GUARDLINE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("quiet_kafka")]
 
 TOPIC = "guardline.reeval.jobs"
+SAMPLES = "guardline.samples"
 JUDGE_DELAY_MS = 250
 """Each judge call waits this long: the job lasts seconds, so a worker can die mid-job."""
 
@@ -158,3 +162,53 @@ def _get(store: JobStore, job_id: str) -> Job | None:
 def _finished(store: JobStore, job_id: str) -> Job | None:
     job = _get(store, job_id)
     return job if job is not None and job.state in ("done", "failed") else None
+
+
+def test_a_job_reads_its_samples_from_the_topic_by_time(tansu: Tansu, tmp_path: Path) -> None:
+    """reeval.source kafka: the samples topic (no JSON Lines at all), read from the
+    window's start by message time; the same counts as the datasets would give."""
+    tansu.create_topic(SAMPLES)
+    kafka = {
+        "bootstrap_servers": [tansu.bootstrap],
+        "topic": SAMPLES,
+        "spool_directory": str(tmp_path / "spool"),
+    }
+    config = {"baseline_rate": 1.0, "jsonl": {"enabled": False}, "kafka": kafka}
+    with simulator() as sim, proxy(proxy_settings(sim.url, samples=config)) as gw:
+        client = openai_client(gw.url)
+        for i in range(10):
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"Hello {i}."}]
+            )
+        time.sleep(0.05)
+        boundary = datetime.now(UTC)
+        time.sleep(0.05)
+        for i in range(6):
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"Hello {i}."}],
+                extra_headers={"x-sim-scenario": "toxic"},
+            )
+        assert context_of(gw).samples.sinks[-1].flush(20)
+        end = datetime.now(UTC)
+    settings = load_settings(
+        overrides={
+            "samples": {"kafka": kafka},
+            "reeval": {"source": "kafka", "directory": str(tmp_path / "reeval")},
+        }
+    )
+    store = JobStore(settings.reeval.directory)
+    job = Job(
+        id="j-topic",
+        evaluation="toxicity",
+        since=boundary.isoformat(),
+        until=end.isoformat(),
+        trigger={"source": "test"},
+    )
+    assert store.create(job)
+    executor = Executor(settings, store)
+    done = executor.execute(job.id)
+    executor.close()
+    assert done.state == "done", done.error
+    assert (done.counts["window"], done.counts["baseline"]) == (6, 6)
+    assert done.counts["window_flagged_online"] == 6
