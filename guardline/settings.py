@@ -439,6 +439,14 @@ class ReevalEvaluatorSettings(_Model):
     toxicity_config: Path | None = None
     spacy_model: str | None = None
     """A spaCy NER pipeline for presidio (``en_core_web_lg``...) when installed."""
+    fmeval_python: Path | None = None
+    """A Python interpreter that has AWS FMEval (its own virtualenv: its pins clash with
+    Guardline's); unset: this interpreter, when ``fmeval`` is importable here."""
+    fmeval_algorithms: tuple[Literal["factual_knowledge", "qa_accuracy"], ...] = (
+        "factual_knowledge",
+        "qa_accuracy",
+    )
+    """Run on samples whose feedback gave a reference (a correction)."""
 
 
 _JUDGE_PROMPT = (

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from guardline.detectors.base import Detector
@@ -227,15 +229,25 @@ def build(settings: Settings) -> Evaluators:
             continue
         texts = ("prompt", "response") if name == "pii" else ("response",)
         ready.append(DetectorEvaluator(name, detector, texts))
-    if importlib.util.find_spec("fmeval") is None:
+    python = settings.reeval.evaluators.fmeval_python
+    if python is None and importlib.util.find_spec("fmeval") is not None:
+        python = Path(sys.executable)
+    if python is None:
         unavailable.append(
             Unavailable(
                 "fmeval",
                 "fmeval",
                 "fmeval is not installed here (its pins clash with Guardline's: install it in "
-                "its own environment and score the exported FMEval dataset there)",
+                "its own virtualenv and name its python in reeval.evaluators.fmeval_python)",
             )
         )
+    elif not python.is_file():
+        unavailable.append(Unavailable("fmeval", "fmeval", f"no Python at {python}"))
+    else:
+        from guardline.reeval.fmeval import FMEvalEvaluator  # noqa: PLC0415
+
+        algorithms = settings.reeval.evaluators.fmeval_algorithms
+        ready.append(FMEvalEvaluator(str(python), algorithms))
     judge: dict[str, Any] | None = None
     if settings.reeval.judge.enabled:
         from guardline.reeval.judge import Judge  # noqa: PLC0415

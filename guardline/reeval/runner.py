@@ -198,7 +198,7 @@ def run(
             "until": since.isoformat(),
         },
         "counts": {**counts, "skipped": skipped},
-        "evaluators": evaluators.describe(),
+        "evaluators": evaluators.describe() + _problems(evaluators),
         "judge": evaluators.judge,
         "rates": table,
         "top_categories": [
@@ -225,3 +225,22 @@ def run(
 
 def _feedback_only(scored: Scored) -> set[str]:
     return {f for f in scored.flags() if f.startswith("feedback:")}
+
+
+def _problems(evaluators: Evaluators) -> list[dict[str, Any]]:
+    """Parts of an evaluator that could not run during this job (an FMEval algorithm
+    that needs a download, offline), as unavailable entries with the reason."""
+    out = []
+    for evaluator in evaluators.ready:
+        for part, reason in sorted(getattr(evaluator, "problems", {}).items()):
+            name = evaluator.name if part == evaluator.name else f"{evaluator.name}.{part}"
+            out.append(
+                {
+                    "name": name,
+                    "kind": evaluator.kind,
+                    "backend": None,
+                    "available": False,
+                    "reason": reason,
+                }
+            )
+    return out

@@ -44,11 +44,23 @@ def score_all(
         limit = limit_of(evaluator)
         if limit is not None and limit < len(samples):
             subsets[evaluator.name] = {int(i * len(samples) / limit) for i in range(limit)}
+    # Evaluators that score a whole set at once (FMEval in its own interpreter).
+    batches: dict[str, list[Scores | None]] = {}
+    for evaluator in evaluators.ready:
+        many = getattr(evaluator, "score_many", None)
+        if callable(many):
+            batches[evaluator.name] = many([s.record for s in samples])
     out = []
     step = max(1, len(samples) // 50)
     for i, sample in enumerate(samples):
-        scores = {}
+        scores: dict[str, Scores] = {}
         for evaluator in evaluators.ready:
+            batch = batches.get(evaluator.name)
+            if batch is not None:
+                scored = batch[i]
+                if scored is not None:  # None: not scored (no reference)
+                    scores[evaluator.name] = scored
+                continue
             chosen = subsets.get(evaluator.name)
             if chosen is None or i in chosen:
                 scores[evaluator.name] = evaluator.score(sample.record)
