@@ -20,6 +20,7 @@ from guardline.reeval.jobs import Job, JobStore, new_id
 from guardline.reeval.results import EvaluationEvents, ResultMetrics
 from guardline.reeval.worker import Executor, LocalWorker
 from guardline.settings import Settings, load_settings
+from tests.detectors.test_toxicity import _tiny_detoxify
 from tests.reeval.traffic import LARGE, Traffic, make_traffic
 from tests.servers import simulator
 from tests.test_cli import GUARDLINE
@@ -388,3 +389,37 @@ def test_a_candidate_model_replays_the_windows_prompts(traffic: Traffic, tmp_pat
     assert toxic[0]["significant"]
     html = Path(done.report or "").read_text()
     assert "gpt-4.1-mini" in html
+
+
+def test_the_strongest_toxicity_model_configured_is_the_one_that_rescores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With reeval.evaluators.toxicity_checkpoint the re-score runs detoxify (here a tiny
+    checkpoint the test builds) while the proxy keeps its fast linear model; without it
+    the report says a stronger model was not available, and why."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    checkpoint, config_dir = _tiny_detoxify(tmp_path, [4.0, -4.0, -4.0, -4.0, 3.0, -4.0])
+    strong = build(
+        load_settings(
+            overrides={
+                "reeval": {
+                    "evaluators": {
+                        "toxicity_checkpoint": str(checkpoint),
+                        "toxicity_config": str(config_dir),
+                    }
+                }
+            }
+        )
+    )
+    toxicity = {e.name: e for e in strong.ready}["toxicity"]
+    assert toxicity.backend == "detoxify (tiny.ckpt)"
+    assert toxicity.score({"response": "you are a idiot."}) == {
+        "toxicity": pytest.approx(0.982, abs=0.001),
+        "insult": pytest.approx(0.953, abs=0.001),
+    }
+    assert "toxicity (stronger model)" not in {u.name for u in strong.unavailable}
+    weak = build(load_settings())
+    assert {e.name: e for e in weak.ready}["toxicity"].backend.startswith("linear")
+    reasons = {u.name: u.reason for u in weak.unavailable}
+    assert "toxicity_checkpoint" in reasons["toxicity (stronger model)"]
+    assert "no spaCy NER model configured" in reasons["pii (NER)"]
