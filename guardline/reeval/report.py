@@ -13,28 +13,30 @@ report that runs what a user typed would be an attack on whoever reads it.
 
 from __future__ import annotations
 
-import html
-import math
 import os
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import orjson
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-# Fixed colours: readers learn them once, and the screenshot test counts their pixels.
-WINDOW_COLOUR = "#d62728"
-BASELINE_COLOUR = "#1f77b4"
-ERROR_BAR_COLOUR = "#333333"
+from guardline.reeval.charts import (
+    rates_figure,
+    svg,
+    timeline_figure,
+)
+from guardline.reeval.fields import difference as _difference
+from guardline.reeval.fields import e as _e
+from guardline.reeval.fields import label as _label
+from guardline.reeval.fields import list_of as _list
+from guardline.reeval.fields import map_of as _map
+from guardline.reeval.fields import num as _num
+from guardline.reeval.fields import rate as _rate
+from guardline.reeval.fields import signed_difference as _signed_difference
+from guardline.reeval.fields import when as _when
 
 MAX_CHART_CATEGORIES = 15  # more bars than this stop being readable at a glance
-MAX_LABEL_CHARS = 40  # a longer tick label squeezes the bars to nothing
 MAX_EXAMPLES = 10
 EXAMPLE_CHARS = 500
 REPORT_NAME = "report.html"
@@ -43,19 +45,6 @@ SUMMARY_NAME = "summary.json"
 # No scripts, no fetches of any kind; inline styles only (inline SVG is part of the
 # document, so it needs no img-src).
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-
-# matplotlib's SVG metadata carries a Dublin Core type URI; None drops each entry and, with
-# all of them gone, the <metadata> element.
-_SVG_METADATA: dict[str, Any] = {"Type": None, "Format": None, "Date": None, "Creator": None}
-
-# Each chart's ids (glyphs, markers, clip paths) are renumbered under a prefix: two inline
-# SVGs share one id space, matplotlib names identical glyphs identically in both, and its
-# other ids are random per call (unless the global svg.hashsalt is set), which would make
-# the same summary render differently each time.
-_SVG_IDS = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')
-# matplotlib repeats each text drawn as paths in a comment; it escapes them, but user text
-# has no business in hidden corners of the page.
-_SVG_COMMENTS = re.compile(r"<!--.*?-->\n?", re.DOTALL)
 
 _EN_DASH = "\N{EN DASH}"  # between the ends of an interval
 
@@ -210,53 +199,9 @@ def _rates_chart(rates: Sequence[Any]) -> str:
         caption += f"; the {len(shown)} largest differences of {len(rows)}"
     return (
         "<h2>Rates, window vs baseline</h2>"
-        f"<figure>{_svg(_rates_figure(shown), 'rates')}<figcaption>{_e(caption)}</figcaption>"
+        f"<figure>{svg(rates_figure(shown), 'rates')}<figcaption>{_e(caption)}</figcaption>"
         "</figure>"
     )
-
-
-def _rates_figure(rows: Sequence[Any]) -> Figure:
-    figure = Figure(figsize=(9, 1.3 + 0.45 * len(rows)), layout="constrained")
-    axes = figure.add_subplot()
-    positions = list(range(len(rows)))
-    # The window's bar sits above the baseline's (the axis is inverted below).
-    for offset, side, colour in (
-        (-0.2, "window", WINDOW_COLOUR),
-        (0.2, "baseline", BASELINE_COLOUR),
-    ):
-        rates = [_rate(r, side) or 0.0 for r in rows]
-        axes.barh(
-            [p + offset for p in positions],
-            rates,
-            height=0.38,
-            xerr=_error_bars(rows, side, rates),
-            color=colour,
-            ecolor=ERROR_BAR_COLOUR,
-            capsize=3,
-            label=side,
-        )
-    # Category names come from the summary: never let matplotlib read "$...$" as mathtext.
-    labels = [_shortened(_label(r), MAX_LABEL_CHARS) for r in rows]
-    axes.set_yticks(positions, labels, parse_math=False)
-    axes.invert_yaxis()  # largest difference on top
-    axes.xaxis.set_major_formatter(PercentFormatter(xmax=1))
-    axes.set_xlim(left=0)
-    axes.grid(axis="x", color="#e5e5e5")
-    axes.set_axisbelow(True)
-    axes.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=2, frameon=False)
-    return figure
-
-
-def _error_bars(rows: Sequence[Any], side: str, rates: Sequence[float]) -> list[list[float]]:
-    """Distances from each rate down to its interval's low and up to its high (matplotlib
-    wants distances, never negative)."""
-    below, above = [], []
-    for row, rate in zip(rows, rates, strict=True):
-        part = _map(_map(row).get(side))
-        low, high = _num(part.get("low")), _num(part.get("high"))
-        below.append(max(rate - low, 0.0) if low is not None else 0.0)
-        above.append(max(high - rate, 0.0) if high is not None else 0.0)
-    return [below, above]
 
 
 def _timeline_chart(timeline: Sequence[Any]) -> str:
@@ -265,33 +210,10 @@ def _timeline_chart(timeline: Sequence[Any]) -> str:
         return '<h2>Samples over time</h2><p class="muted">No timeline.</p>'
     return (
         "<h2>Samples over time</h2>"
-        f"<figure>{_svg(_timeline_figure(buckets), 'timeline')}"
+        f"<figure>{svg(timeline_figure(buckets), 'timeline')}"
         "<figcaption>Samples per time bucket: the baseline, then the window</figcaption>"
         "</figure>"
     )
-
-
-def _timeline_figure(buckets: Sequence[Mapping[str, Any]]) -> Figure:
-    figure = Figure(figsize=(9, 2.8), layout="constrained")
-    axes = figure.add_subplot()
-    positions = list(range(len(buckets)))
-    baseline = [_num(b.get("baseline")) or 0.0 for b in buckets]
-    window = [_num(b.get("window")) or 0.0 for b in buckets]
-    # Buckets are evenly spaced positions, not times: a baseline a day earlier would
-    # otherwise squeeze both periods into slivers at the ends of the axis.
-    axes.bar(positions, baseline, width=0.9, color=BASELINE_COLOUR, label="baseline")
-    axes.bar(positions, window, width=0.9, bottom=baseline, color=WINDOW_COLOUR, label="window")
-    first_window = next((i for i, n in enumerate(window) if n > 0), None)
-    if first_window:  # a boundary only when some baseline bucket precedes the window
-        axes.axvline(first_window - 0.5, color=ERROR_BAR_COLOUR, linestyle=":", linewidth=1)
-    step = max(1, math.ceil(len(buckets) / 8))
-    ticks = positions[::step]
-    labels = [_when(buckets[i].get("start"), short=True, escape=False) for i in ticks]
-    axes.set_xticks(ticks, labels, parse_math=False)
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel("samples")
-    axes.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=2, frameon=False)
-    return figure
 
 
 def _rates_table(title: str, rates: Sequence[Any], sides: tuple[str, str]) -> str:
@@ -429,77 +351,7 @@ def _errors(errors: Sequence[Any]) -> str:
     return f'<h2>Errors</h2><ul class="errors">{items}</ul>'
 
 
-# -- charts -------------------------------------------------------------------------------
-
-
-def _svg(figure: Figure, prefix: str) -> str:
-    """``figure`` as an ``<svg>`` element to inline: no XML prolog or DOCTYPE (the DOCTYPE
-    names a DTD URL), no metadata, no comments, ids prefixed. Text is drawn as paths
-    (matplotlib's default, and rcParams are global, so not ours to change per call): the
-    chart looks the same whatever fonts the reader has."""
-    out = StringIO()
-    figure.savefig(out, format="svg", metadata=_SVG_METADATA)
-    svg = out.getvalue()
-    svg = _SVG_COMMENTS.sub("", svg[svg.index("<svg") :])
-    names: dict[str, str] = {}
-
-    def renumbered(match: re.Match[str]) -> str:
-        name = names.setdefault(match.group(2), f"{prefix}-{len(names) + 1}")
-        return match.group(1) + name
-
-    return _SVG_IDS.sub(renumbered, svg)
-
-
-# -- reading the summary tolerantly, and formatting -----------------------------------------
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
-def _num(value: Any) -> float | None:
-    """A finite number, else None (orjson writes NaN, e.g. a rate of 0 samples, as null)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _rate(row: Any, side: str) -> float | None:
-    return _num(_map(_map(row).get(side)).get("rate"))
-
-
-def _signed_difference(row: Any) -> float | None:
-    value = _num(_map(_map(row).get("difference")).get("value"))
-    if value is None:
-        window, baseline = _rate(row, "window"), _rate(row, "baseline")
-        if window is not None and baseline is not None:
-            value = window - baseline
-    return value
-
-
-def _difference(row: Any) -> float:
-    """Size of the change, for sorting (unknown sorts last)."""
-    value = _signed_difference(row)
-    return -1.0 if value is None else abs(value)
-
-
-def _label(row: Any) -> str:
-    evaluator, category = _map(row).get("evaluator"), _map(row).get("category")
-    if not category or category == evaluator:
-        return str(evaluator or "?")
-    return f"{evaluator}:{category}" if evaluator else str(category)
-
-
-def _shortened(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _e(value: Any) -> str:
-    return "—" if value is None else html.escape(str(value), quote=True)
+# -- formatting -----------------------------------------------------------------------------
 
 
 def _pct(value: Any, *, signed: bool = False) -> str:
@@ -538,19 +390,6 @@ def _duration(value: Any) -> str:
     if seconds is None:
         return "—"
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _when(value: Any, *, short: bool = False, escape: bool = True) -> str:
-    """An ISO 8601 time shown in UTC; anything unparsable is shown as it is."""
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        text = "—" if value is None else str(value)
-    else:
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC)
-        text = moment.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S UTC")
-    return _e(text) if escape else text
 
 
 def _span(period: Mapping[str, Any]) -> str:

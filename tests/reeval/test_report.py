@@ -20,13 +20,8 @@ import orjson
 import pytest
 from PIL import Image
 
-from guardline.reeval.report import (
-    BASELINE_COLOUR,
-    MAX_CHART_CATEGORIES,
-    WINDOW_COLOUR,
-    render_html,
-    write_report,
-)
+from guardline.reeval.charts import BASELINE_COLOUR, WINDOW_COLOUR
+from guardline.reeval.report import MAX_CHART_CATEGORIES, render_html, write_report
 from tests.conftest import need
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
