@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,15 @@ def need(condition: bool, reason: str) -> None:
         if REQUIRE_E2E:
             pytest.fail(f"GUARDLINE_REQUIRE_E2E=1 but {reason}")
         pytest.skip(reason)
+
+
+def debian_tool(name: str, package: str) -> str:
+    """The path of a command from a Debian package ``make test`` installs (``make tools``),
+    or ``need``'s skip (CI: failure) when it is missing."""
+    path = shutil.which(name)
+    need(path is not None, f"{name} is not installed (Debian package {package}; make tools)")
+    assert path is not None
+    return path
 
 
 @pytest.fixture(autouse=True)

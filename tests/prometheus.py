@@ -8,7 +8,6 @@ start, so ``wait_up`` waits for ``up == 1`` rather than only for ``/-/ready``.
 from __future__ import annotations
 
 import math
-import shutil
 import signal
 import subprocess
 import time
@@ -20,14 +19,7 @@ import httpx
 import yaml
 
 from tests.broker import free_port
-from tests.conftest import need
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    need(path is not None, "prometheus is not installed (Debian package; make test installs it)")
-    assert path is not None
-    return path
+from tests.conftest import debian_tool
 
 
 def fast_rules(rules: Mapping[str, Any], every: str = "1s", hold: str = "2s") -> dict[str, Any]:
@@ -43,9 +35,58 @@ def fast_rules(rules: Mapping[str, Any], every: str = "1s", hold: str = "2s") ->
     return {"groups": groups}
 
 
-class Prometheus:
+class _Daemon:
+    """A Debian-packaged daemon on a free loopback port: started with its ``/-/ready``
+    awaited, output in ``log``, stopped with SIGTERM (then SIGKILL)."""
+
+    name = "daemon"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, args: list[str], timeout: float) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/-/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not become ready")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+class Prometheus(_Daemon):
     """One Prometheus process; ``targets`` are ``host:port`` pairs scraped as job
     ``guardline``; ``rules`` the content of one rule file."""
+
+    name = "prometheus"
 
     def __init__(
         self,
@@ -54,10 +95,7 @@ class Prometheus:
         rules: Mapping[str, Any] | None = None,
         alertmanager: str | None = None,
     ) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / "prometheus.log"
+        super().__init__(workdir)
         config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
@@ -75,48 +113,23 @@ class Prometheus:
             (workdir / "rules.yml").write_text(yaml.safe_dump(dict(rules), sort_keys=False))
             config["rule_files"] = ["rules.yml"]
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.proc: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
 
     def start(self, timeout: float = 15.0) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    prometheus_binary(),
-                    f"--config.file={self.workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    f"--web.external-url={self.url}",  # not the hostname, in generator URLs
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log.read_text()[-2000:]}")
-            try:
-                if self.http.get("/-/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not become ready")
-            time.sleep(0.05)
+        self._spawn(
+            [
+                debian_tool("prometheus", "prometheus"),
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.external-url={self.url}",  # not the hostname, in generator URLs
+            ],
+            timeout,
+        )
 
     def stop(self) -> None:
         self.http.close()
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        super().stop()
 
     def _get(self, path: str, **params: str) -> Any:
         response = self.http.get(path, params=params)
@@ -159,64 +172,25 @@ class Prometheus:
             time.sleep(0.2)
 
 
-def alertmanager_binary() -> str:
-    path = shutil.which("prometheus-alertmanager")
-    need(
-        path is not None,
-        "prometheus-alertmanager is not installed (Debian package; make test installs it)",
-    )
-    assert path is not None
-    return path
-
-
-class Alertmanager:
+class Alertmanager(_Daemon):
     """One Alertmanager (no clustering: it would hold notifications ~10 s for gossip)
     routing every alert to ``config``'s receivers."""
 
+    name = "alertmanager"
+
     def __init__(self, workdir: Path, config: Mapping[str, Any]) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / "alertmanager.log"
+        super().__init__(workdir)
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    alertmanager_binary(),
-                    f"--config.file={self.workdir / 'alertmanager.yml'}",
-                    f"--storage.path={self.workdir / 'am-data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--cluster.listen-address=",
-                    f"--web.external-url={self.url}",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("alertmanager did not become ready")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        self._spawn(
+            [
+                debian_tool("prometheus-alertmanager", "prometheus-alertmanager"),
+                f"--config.file={self.workdir / 'alertmanager.yml'}",
+                f"--storage.path={self.workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                f"--web.external-url={self.url}",
+            ],
+            timeout,
+        )

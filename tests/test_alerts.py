@@ -4,14 +4,13 @@ firing), and built only from metric names Guardline exports."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
 from guardline.exporters import names as n
-from tests.conftest import need
+from tests.conftest import debian_tool
 
 ALERTS = Path(__file__).resolve().parents[1] / "dashboards" / "alerts"
 RULES = ALERTS / "guardline.rules.yml"
@@ -23,13 +22,7 @@ _NOT_SERIES = re.compile(r"\{[^}]*\}|\b(?:by|without)\s*\([^)]*\)")
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    need(
-        path is not None,
-        "promtool is not installed (Debian package prometheus; make test installs it)",
-    )
-    assert path is not None
-    return path
+    return debian_tool("promtool", "prometheus")
 
 
 def _rules() -> list[dict[str, object]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from guardline.exporters import names as n
 from guardline.reeval.jobs import FINAL, Job, State, new_id, now
 from guardline.reeval.results import ResultMetrics
 from guardline.settings import Action, StereotypeSettings, load_settings
-from tests.conftest import need
+from tests.conftest import debian_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECTORY = ROOT / "dashboards"
@@ -370,12 +369,7 @@ def test_panel_queries_fill_in_the_variables() -> None:
 
 
 def test_promtool_parses_every_query(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    need(
-        promtool is not None,
-        "promtool is not installed (Debian package prometheus; make test installs it)",
-    )
-    assert promtool is not None
+    promtool = debian_tool("promtool", "prometheus")
     rules = []
     for doc in _docs().values():
         for q in dashboards.panel_queries(doc):

@@ -43,10 +43,15 @@ import orjson
 
 from guardline.errors import ConfigError, GuardlineError
 from guardline.exporters.jsonl import JsonlSink
-from guardline.exporters.kafka import KIND_HEADER, SCHEMA_HEADER, security_options
+from guardline.exporters.kafka import (
+    KIND_HEADER,
+    SCHEMA_HEADER,
+    security_config,
+    security_options,
+)
 from guardline.exporters.samples import SCHEMA_VERSION
 from guardline.logs import iso_time
-from guardline.settings import Settings
+from guardline.settings import KafkaSettings, Settings
 
 log = logging.getLogger("guardline.samples")
 
@@ -275,7 +280,7 @@ class DatasetConsumer:
                 max_bytes=self.max_file_bytes,
                 queue_size=self.max_poll_records * 2 + 16,
             )
-            consumer = _kafka_consumer(self._config)
+            consumer = kafka_consumer(self._config)
             consumer.subscribe([self.topic], listener=_listener(self))
             log.info(
                 "Consuming %s from %s in group %s into %s (files %s-*)",
@@ -632,7 +637,25 @@ def _rebalanced(exc: BaseException) -> bool:
     return any(cls.__name__ in _REBALANCE_NAMES for cls in type(exc).__mro__)
 
 
-def _kafka_consumer(config: dict[str, Any]) -> Any:
+def consumer_config(
+    settings: KafkaSettings, client: str, group: str | None, **extra: Any
+) -> dict[str, Any]:
+    """kafka-python consumer settings for ``samples.kafka``'s brokers and security, as
+    client ``<client_id>-<client>`` in ``group`` (None: no group, partitions assigned by
+    hand), committing nothing by itself; ``extra`` adds or overrides."""
+    return {
+        "bootstrap_servers": list(settings.bootstrap_servers),
+        "client_id": f"{settings.client_id}-{client}",
+        "group_id": group,
+        "enable_auto_commit": False,
+        "api_version": API_VERSION,
+        "request_timeout_ms": 15_000,
+        **security_config(settings),
+        **extra,
+    }
+
+
+def kafka_consumer(config: dict[str, Any]) -> Any:
     with warnings.catch_warnings():  # its import reads resources with deprecated APIs
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaConsumer  # noqa: PLC0415 - only when consuming

@@ -134,7 +134,7 @@ class KafkaSink:
         self.spool = Spool(
             spool_directory or settings.spool_directory, max_bytes=settings.spool_max_bytes
         )
-        self._factory = producer_factory or _kafka_producer
+        self._factory = producer_factory or kafka_producer
         self._queue: queue.Queue[Any] = queue.Queue(settings.queue_size)
         self._closed = False
         self._stopping = threading.Event()
@@ -305,7 +305,7 @@ class KafkaSink:
                 # Down: the unacknowledged rest waits in the spool; retry with backoff.
                 self.spool.rewind()
                 if producer is not None:
-                    _close_producer(producer)
+                    close_producer(producer)
                     producer = None
                 self._mark_down()
                 self.lag = _age(entries[0].line)
@@ -313,7 +313,7 @@ class KafkaSink:
                 backoff = min(backoff * 2, self.settings.retry_backoff_max)
         finally:
             if producer is not None:
-                _close_producer(producer)
+                close_producer(producer)
 
     def _connect(self) -> Any:
         # A plain connect first: kafka-python's constructor, when it cannot bootstrap,
@@ -412,7 +412,7 @@ def _age(line: bytes) -> float:
     return max(0.0, time.time() - stamp)
 
 
-def _kafka_producer(config: dict[str, Any]) -> Any:
+def kafka_producer(config: dict[str, Any]) -> Any:
     with warnings.catch_warnings():  # its import reads resources with deprecated APIs
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer  # noqa: PLC0415 - only when Kafka is configured
@@ -420,7 +420,7 @@ def _kafka_producer(config: dict[str, Any]) -> Any:
     return KafkaProducer(**config)
 
 
-def _close_producer(producer: Any, timeout: float = 2.0) -> None:
+def close_producer(producer: Any, timeout: float = 2.0) -> None:
     """Close without hanging: kafka-python's ``close`` raises (and leaves its network
     thread running) while records are pending for a broker that is gone."""
     try:

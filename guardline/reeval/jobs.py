@@ -117,9 +117,7 @@ class JobStore:
                 current = None
             if current is not None and current.state in FINAL and job.state not in FINAL:
                 return False
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(orjson.dumps(job.public()))
-            os.replace(tmp, path)
+            _replace(path, job)
         return True
 
     def get(self, job_id: str) -> Job:
@@ -151,11 +149,16 @@ class JobStore:
         with self._locked(job_id):
             job = self.get(job_id)
             change(job)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(orjson.dumps(job.public()))
-            os.replace(tmp, path)
+            _replace(path, job)
         return job
 
     def unfinished(self) -> list[Job]:
         """Queued jobs and those a killed worker left running, oldest first."""
         return sorted((j for j in self.all() if j.state not in FINAL), key=lambda j: j.created)
+
+
+def _replace(path: Path, job: Job) -> None:
+    """Write ``job`` over ``path`` atomically (the caller holds the job's lock)."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(job.public()))
+    os.replace(tmp, path)

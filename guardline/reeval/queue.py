@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 
 from guardline.errors import ConfigError, GuardlineError
-from guardline.exporters.consumer import API_VERSION, _kafka_consumer
-from guardline.exporters.kafka import _close_producer, _kafka_producer, producer_config
+from guardline.exporters.consumer import consumer_config, kafka_consumer
+from guardline.exporters.kafka import close_producer, kafka_producer, producer_config
 from guardline.reeval.jobs import FINAL, Job, JobStore
 from guardline.reeval.results import EvaluationEvents
 from guardline.reeval.worker import Executor
@@ -32,6 +32,13 @@ from guardline.settings import KafkaSettings, Settings
 log = logging.getLogger("guardline.reeval")
 
 STATUS = ".status"
+_GROUP = {
+    "auto_offset_reset": "earliest",
+    "allow_auto_create_topics": False,
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 1_000,
+}
+"""How both consumers here (the worker group, the receiver's status reader) join."""
 MAX_MESSAGE = 900_000
 """Below Kafka's default 1 MB message limit: a report larger than this is not carried in
 the status message (its location still is)."""
@@ -49,25 +56,6 @@ def _kafka(settings: Settings) -> KafkaSettings:
             "queue uses the samples brokers and their security settings"
         )
     return kafka
-
-
-def _consumer_config(kafka: KafkaSettings, group: str, **extra: Any) -> dict[str, Any]:
-    from guardline.exporters.kafka import security_config  # noqa: PLC0415
-
-    return {
-        "bootstrap_servers": list(kafka.bootstrap_servers),
-        "client_id": f"{kafka.client_id}-reeval",
-        "group_id": group,
-        "auto_offset_reset": "earliest",
-        "enable_auto_commit": False,
-        "allow_auto_create_topics": False,
-        "api_version": API_VERSION,
-        "session_timeout_ms": 10_000,
-        "heartbeat_interval_ms": 1_000,
-        "request_timeout_ms": 15_000,
-        **security_config(kafka),
-        **extra,
-    }
 
 
 def status_message(job: Job) -> bytes:
@@ -95,12 +83,12 @@ class KafkaQueue:
         self.store = store
         self._on_update = on_update
         self._timeout = kafka.send_timeout
-        self._producer = _kafka_producer(
+        self._producer = kafka_producer(
             {**producer_config(kafka), "client_id": f"{kafka.client_id}-reeval"}
         )
         # Every receiver replica reads every status: a group of its own, named by host.
         group = f"{settings.reeval.group}-receiver-{socket.gethostname()}"
-        self._config = _consumer_config(kafka, group, enable_auto_commit=True)
+        self._config = consumer_config(kafka, "reeval", group, **_GROUP, enable_auto_commit=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="guardline-reeval-status")
         self._thread.start()
@@ -115,7 +103,7 @@ class KafkaQueue:
     def _follow(self) -> None:
         consumer = None
         try:
-            consumer = _kafka_consumer(self._config)
+            consumer = kafka_consumer(self._config)
             consumer.subscribe([self.topic + STATUS])
             while not self._stop.is_set():
                 for batch in consumer.poll(timeout_ms=500).values():
@@ -132,7 +120,7 @@ class KafkaQueue:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
-        _close_producer(self._producer)
+        close_producer(self._producer)
 
 
 def apply_status(store: JobStore, value: bytes) -> Job | None:
@@ -161,15 +149,17 @@ class KafkaWorker:
         self.topic = settings.reeval.topic
         self.store = store
         self.stop = stop
-        self._producer = _kafka_producer(
+        self._producer = kafka_producer(
             {**producer_config(kafka), "client_id": f"{kafka.client_id}-reeval-worker"}
         )
         self.executor = Executor(
             settings, store, on_update=self._publish, events=EvaluationEvents(settings.telemetry)
         )
-        self._config = _consumer_config(
+        self._config = consumer_config(
             kafka,
+            "reeval",
             settings.reeval.group,
+            **_GROUP,
             max_poll_records=1,
             # A job holds its message while it runs: allow it an hour before the group
             # takes the partition away (heartbeats keep the member alive meanwhile).
@@ -185,7 +175,7 @@ class KafkaWorker:
             future.get(30)  # the outcome must be out before the offset is committed
 
     def run(self) -> int:
-        consumer = _kafka_consumer(self._config)
+        consumer = kafka_consumer(self._config)
         consumer.subscribe([self.topic])
         log.info("re-evaluation worker %d consuming %s", os.getpid(), self.topic)
         try:
@@ -196,7 +186,7 @@ class KafkaWorker:
                         consumer.commit()
         finally:
             consumer.close()
-            _close_producer(self._producer, 10.0)
+            close_producer(self._producer, 10.0)
             self.executor.close()
         return self.done
 

@@ -159,22 +159,23 @@ class Receiver:
             return self._unauthorised()
         return JSONResponse({"jobs": [job.public() for job in self.store.all()]})
 
-    async def job(self, request: Request) -> Response:
+    def _stored(self, request: Request) -> Job | Response:
+        """The job the path names, or the error response (401, 404) to send instead."""
         if not self.authorised(request):
             return self._unauthorised()
         try:
-            job = self.store.get(request.path_params["job_id"])
+            return self.store.get(request.path_params["job_id"])
         except JobError as exc:
             return _error(404, "not_found_error", str(exc))
-        return JSONResponse(job.public())
+
+    async def job(self, request: Request) -> Response:
+        job = self._stored(request)
+        return job if isinstance(job, Response) else JSONResponse(job.public())
 
     async def report(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self._unauthorised()
-        try:
-            job = self.store.get(request.path_params["job_id"])
-        except JobError as exc:
-            return _error(404, "not_found_error", str(exc))
+        job = self._stored(request)
+        if isinstance(job, Response):
+            return job
         if job.report is None or not await run_in_threadpool(os.path.isfile, job.report):
             return _error(404, "not_found_error", f"job {job.id} has no report yet ({job.state})")
         return FileResponse(job.report, media_type="text/html")

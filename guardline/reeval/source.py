@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from guardline.errors import ConfigError
-from guardline.exporters.consumer import API_VERSION, _kafka_consumer
+from guardline.exporters.consumer import consumer_config, kafka_consumer
 from guardline.exporters.datasets import (
     DatasetError,
     Filters,
@@ -21,7 +21,6 @@ from guardline.exporters.datasets import (
     join_records,
     read_dataset,
 )
-from guardline.exporters.kafka import security_config
 from guardline.settings import Settings
 
 log = logging.getLogger("guardline.reeval")
@@ -44,17 +43,7 @@ def _topic(
         raise ConfigError("reeval.source is kafka but samples.kafka.bootstrap_servers is empty")
     from kafka import TopicPartition  # noqa: PLC0415 - only with a Kafka source
 
-    consumer: Any = _kafka_consumer(
-        {
-            "bootstrap_servers": list(kafka.bootstrap_servers),
-            "client_id": f"{kafka.client_id}-reeval-source",
-            "group_id": None,
-            "enable_auto_commit": False,
-            "api_version": API_VERSION,
-            "request_timeout_ms": 15_000,
-            **security_config(kafka),
-        }
-    )
+    consumer: Any = kafka_consumer(consumer_config(kafka, "reeval-source", None))
     try:
         numbers = consumer.partitions_for_topic(kafka.topic)
         if not numbers:

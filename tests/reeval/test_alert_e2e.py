@@ -19,7 +19,7 @@ import yaml
 from guardline import dashboards
 from guardline.exporters import names as n
 from guardline.exporters.datasets import Filters, read_dataset
-from guardline.reeval.jobs import Job, JobStore, new_id
+from guardline.reeval.jobs import JobStore
 from guardline.reeval.receiver import Receiver, create_receiver_app
 from guardline.reeval.results import ResultMetrics
 from guardline.reeval.worker import Executor, LocalWorker
@@ -27,6 +27,7 @@ from guardline.settings import load_settings
 from tests.conftest import openai_client
 from tests.prometheus import Alertmanager, Prometheus, fast_rules
 from tests.reeval.test_receiver import TOKEN
+from tests.reeval.traffic import stored_job
 from tests.servers import context_of, proxy, proxy_settings, running, simulator
 
 pytestmark = pytest.mark.e2e
@@ -177,14 +178,7 @@ def _reeval_dashboard(prom: Prometheus, store: JobStore, worker: LocalWorker) ->
         assert time.monotonic() < deadline, "the receiver's metrics were never scraped"
         time.sleep(0.2)
     time.sleep(1.5)
-    again = Job(
-        id=new_id(),
-        evaluation=first.evaluation,
-        since=first.since,
-        until=first.until,
-        trigger={"source": "test"},
-    )
-    assert store.create(again)
+    again = stored_job(store, *first.window, first.evaluation)
     worker.submit(again.id)
     assert worker.futures[again.id].result(60).state == "done"
     doc = dashboards.load("reeval.json")

@@ -12,10 +12,9 @@ import httpx
 import orjson
 import pytest
 
-from guardline.reeval.jobs import Job, JobStore
-from guardline.reeval.worker import Executor
 from guardline.settings import load_settings
 from tests.conftest import need, openai_client
+from tests.reeval.traffic import run_job
 from tests.servers import context_of, proxy, proxy_settings, simulator
 
 pytestmark = pytest.mark.e2e
@@ -57,18 +56,7 @@ def test_fmeval_factual_knowledge_scores_samples_with_a_reference(tmp_path: Path
             }
         }
     )
-    store = JobStore(settings.reeval.directory)
-    job = Job(
-        id="j-fmeval",
-        evaluation="accuracy",
-        since=boundary.isoformat(),
-        until=end.isoformat(),
-        trigger={"source": "test"},
-    )
-    assert store.create(job)
-    executor = Executor(settings, store)
-    done = executor.execute(job.id)
-    executor.close()
+    done = run_job(settings, boundary, end, "accuracy")
     assert done.state == "done", done.error
     summary = orjson.loads(Path(done.summary or "").read_bytes())
     ran = {e["name"]: e for e in summary["evaluators"]}

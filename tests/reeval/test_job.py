@@ -16,12 +16,12 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
 from guardline.exporters import names as n
 from guardline.reeval.evaluators import Evaluators, FakeEvaluator, build
-from guardline.reeval.jobs import Job, JobStore, new_id
+from guardline.reeval.jobs import JobStore
 from guardline.reeval.results import EvaluationEvents, ResultMetrics
 from guardline.reeval.worker import Executor, LocalWorker
 from guardline.settings import Settings, load_settings
 from tests.detectors.test_toxicity import _tiny_detoxify
-from tests.reeval.traffic import LARGE, Traffic, make_traffic
+from tests.reeval.traffic import LARGE, Traffic, make_traffic, run_job, stored_job
 from tests.servers import simulator
 from tests.test_cli import GUARDLINE
 
@@ -39,18 +39,6 @@ def _settings(traffic: Traffic, out: Path, **reeval: Any) -> Settings:
     )
 
 
-def _job(store: JobStore, since: datetime, until: datetime) -> Job:
-    job = Job(
-        id=new_id(),
-        evaluation="toxicity",
-        since=since.isoformat(),
-        until=until.isoformat(),
-        trigger={"source": "test"},
-    )
-    assert store.create(job)
-    return job
-
-
 @pytest.fixture(scope="module")
 def evaluators() -> Evaluators:
     return build(load_settings())
@@ -61,7 +49,7 @@ def test_a_job_compares_the_window_with_a_same_size_baseline(
 ) -> None:
     settings = _settings(traffic, tmp_path)
     store = JobStore(tmp_path)
-    job = _job(store, traffic.boundary, traffic.end)
+    job = stored_job(store, traffic.boundary, traffic.end)
     seen: list[tuple[float, str]] = []
     done = Executor(settings, store, evaluators=lambda _: evaluators).execute(
         job.id, progress=lambda f, s: seen.append((f, s))
@@ -98,7 +86,7 @@ def test_a_job_compares_the_window_with_a_same_size_baseline(
 def test_a_finished_job_is_not_run_again(traffic: Traffic, tmp_path: Path) -> None:
     settings = _settings(traffic, tmp_path)
     store = JobStore(tmp_path)
-    job = _job(store, traffic.boundary, traffic.end)
+    job = stored_job(store, traffic.boundary, traffic.end)
     fake = FakeEvaluator()
     executor = Executor(settings, store, evaluators=lambda _: Evaluators([fake], []))
     first = executor.execute(job.id)
@@ -114,7 +102,7 @@ def test_a_job_left_running_is_run_again(traffic: Traffic, tmp_path: Path) -> No
     """What a worker killed mid-run leaves: state running; the next execute completes it."""
     settings = _settings(traffic, tmp_path)
     store = JobStore(tmp_path)
-    job = _job(store, traffic.boundary, traffic.end)
+    job = stored_job(store, traffic.boundary, traffic.end)
     store.update(job.id, lambda j: setattr(j, "state", "running"))
     assert [j.id for j in store.unfinished()] == [job.id]
     done = Executor(
@@ -130,7 +118,7 @@ def test_a_failing_evaluator_fails_the_job_not_the_worker(traffic: Traffic, tmp_
             raise RuntimeError("model exploded")
 
     store = JobStore(tmp_path)
-    job = _job(store, traffic.boundary, traffic.end)
+    job = stored_job(store, traffic.boundary, traffic.end)
     done = Executor(
         _settings(traffic, tmp_path), store, evaluators=lambda _: Evaluators([Broken()], [])
     ).execute(job.id)
@@ -141,7 +129,7 @@ def test_a_failing_evaluator_fails_the_job_not_the_worker(traffic: Traffic, tmp_
 def test_an_empty_window_still_reports(traffic: Traffic, tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     late = datetime.now(UTC)
-    job = _job(store, late, late.replace(year=late.year + 1))
+    job = stored_job(store, late, late.replace(year=late.year + 1))
     done = Executor(
         _settings(traffic, tmp_path), store, evaluators=lambda _: Evaluators([FakeEvaluator()], [])
     ).execute(job.id)
@@ -188,12 +176,8 @@ def test_a_window_of_a_thousand_samples(large_traffic: Traffic, tmp_path: Path) 
     settings = load_settings(
         overrides={"reeval": {"directory": str(tmp_path), "datasets": str(large_traffic.samples)}}
     )
-    store = JobStore(tmp_path)
-    job = _job(store, large_traffic.boundary, large_traffic.end)
     started = time.monotonic()
-    executor = Executor(settings, store)
-    done = executor.execute(job.id)
-    executor.close()
+    done = run_job(settings, large_traffic.boundary, large_traffic.end)
     took = time.monotonic() - started
     print(f"\n1,000-sample window: job {took:.1f} s including loading the evaluators")
     assert done.state == "done", done.error
@@ -224,11 +208,7 @@ def test_an_llm_judge_scores_an_even_sample_of_each_set(traffic: Traffic, tmp_pa
                 },
             }
         )
-        store = JobStore(tmp_path)
-        job = _job(store, traffic.boundary, traffic.end)
-        executor = Executor(settings, store)
-        done = executor.execute(job.id)
-        executor.close()
+        done = run_job(settings, traffic.boundary, traffic.end)
         calls = judge_vendor.app.recorder.stats()
     assert done.state == "done", done.error
     summary = orjson.loads(Path(done.summary or "").read_bytes())
@@ -261,7 +241,7 @@ def test_results_go_out_as_evaluation_events_under_the_exchange_span(
     events = EvaluationEvents(load_settings().telemetry, [exporter])
     settings = _settings(traffic, tmp_path)
     store = JobStore(tmp_path)
-    job = _job(store, traffic.boundary, traffic.end)
+    job = stored_job(store, traffic.boundary, traffic.end)
     executor = Executor(settings, store, evaluators=lambda _: evaluators, events=events)
     done = executor.execute(job.id)
     executor.close()  # flushes the batch
@@ -298,7 +278,7 @@ def test_results_go_out_as_evaluation_events_under_the_exchange_span(
 def test_the_receiver_exports_the_last_evaluation(traffic: Traffic, tmp_path: Path) -> None:
     metrics = ResultMetrics(load_settings().telemetry)
     store = JobStore(tmp_path)
-    job = _job(store, traffic.boundary, traffic.end)
+    job = stored_job(store, traffic.boundary, traffic.end)
     executor = Executor(
         _settings(traffic, tmp_path),
         store,
@@ -340,10 +320,10 @@ def test_a_restarted_receiver_runs_what_was_left_unfinished(
     """Jobs stored queued or running (the receiver stopped, or was killed mid-job) are
     run when a local worker starts on the same directory; finished ones are left alone."""
     store = JobStore(tmp_path)
-    queued = _job(store, traffic.boundary, traffic.end)
-    killed = _job(store, traffic.boundary, traffic.end)
+    queued = stored_job(store, traffic.boundary, traffic.end)
+    killed = stored_job(store, traffic.boundary, traffic.end)
     store.update(killed.id, lambda j: setattr(j, "state", "running"))
-    finished = _job(store, traffic.boundary, traffic.end)
+    finished = stored_job(store, traffic.boundary, traffic.end)
     store.update(finished.id, lambda j: setattr(j, "state", "done"))
     fake = FakeEvaluator()
     worker = LocalWorker(
@@ -373,11 +353,7 @@ def test_a_candidate_model_replays_the_windows_prompts(traffic: Traffic, tmp_pat
                 },
             }
         )
-        store = JobStore(tmp_path)
-        job = _job(store, traffic.boundary, traffic.end)
-        executor = Executor(settings, store)
-        done = executor.execute(job.id)
-        executor.close()
+        done = run_job(settings, traffic.boundary, traffic.end)
         calls = candidate_vendor.app.recorder.stats()["requests_total"]
     assert done.state == "done", done.error
     candidate = orjson.loads(Path(done.summary or "").read_bytes())["candidate"]

@@ -21,12 +21,11 @@ import yaml
 from guardline.reeval.jobs import Job, JobStore
 from guardline.reeval.queue import STATUS, KafkaQueue
 from guardline.reeval.receiver import Receiver, create_receiver_app
-from guardline.reeval.worker import Executor
 from guardline.settings import load_settings
 from tests.broker import Tansu
 from tests.conftest import openai_client
 from tests.reeval.test_receiver import FIRING, TOKEN, Hook
-from tests.reeval.traffic import Traffic, make_traffic
+from tests.reeval.traffic import Traffic, make_traffic, run_job
 from tests.servers import context_of, proxy, proxy_settings, running, simulator
 from tests.test_cli import GUARDLINE
 
@@ -197,18 +196,7 @@ def test_a_job_reads_its_samples_from_the_topic_by_time(tansu: Tansu, tmp_path: 
             "reeval": {"source": "kafka", "directory": str(tmp_path / "reeval")},
         }
     )
-    store = JobStore(settings.reeval.directory)
-    job = Job(
-        id="j-topic",
-        evaluation="toxicity",
-        since=boundary.isoformat(),
-        until=end.isoformat(),
-        trigger={"source": "test"},
-    )
-    assert store.create(job)
-    executor = Executor(settings, store)
-    done = executor.execute(job.id)
-    executor.close()
+    done = run_job(settings, boundary, end)
     assert done.state == "done", done.error
     assert (done.counts["window"], done.counts["baseline"]) == (6, 6)
     assert done.counts["window_flagged_online"] == 6

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ from PIL import Image
 
 from guardline.reeval.charts import BASELINE_COLOUR, WINDOW_COLOUR
 from guardline.reeval.report import MAX_CHART_CATEGORIES, render_html, write_report
-from tests.conftest import need
+from tests.conftest import debian_tool
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 
@@ -487,9 +486,7 @@ CHROMIUM_FLAGS = (
 def screenshots(pages: dict[str, Path], tmp_path: Path) -> tuple[dict[str, Any], float]:
     """Each page as Chromium draws it (RGB pixel arrays), and the seconds that took; one
     browser per page, all at once (each needs its own profile)."""
-    chromium = shutil.which("chromium")
-    need(chromium is not None, "chromium is not installed (apt-get install chromium; make tools)")
-    assert chromium is not None
+    chromium = debian_tool("chromium", "chromium")
     home = tmp_path / "home"  # crash reports and dconf land here, not in the user's home
     env = {
         **os.environ,

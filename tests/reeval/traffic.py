@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from guardline.reeval.jobs import Job, JobStore, new_id
+from guardline.reeval.worker import Executor
+from guardline.settings import Settings
 from tests.conftest import openai_client
 from tests.servers import context_of, proxy, proxy_settings, simulator
 
@@ -46,3 +49,31 @@ def make_traffic(samples: Path, calls: int, threads: int = 1) -> Traffic:
             list(pool.map(lambda i: call(i, True), range(calls)))
         assert context_of(gw).samples.sinks[0].flush(30)
         return Traffic(samples, boundary, datetime.now(UTC), calls)
+
+
+def stored_job(
+    store: JobStore, since: datetime, until: datetime, evaluation: str = "toxicity"
+) -> Job:
+    """A queued job over ``since``..``until``, as ``reeval run`` stores one."""
+    job = Job(
+        id=new_id(),
+        evaluation=evaluation,
+        since=since.isoformat(),
+        until=until.isoformat(),
+        trigger={"source": "test"},
+    )
+    assert store.create(job)
+    return job
+
+
+def run_job(
+    settings: Settings, since: datetime, until: datetime, evaluation: str = "toxicity"
+) -> Job:
+    """A job over ``since``..``until`` run to its end with the configured evaluators."""
+    store = JobStore(settings.reeval.directory)
+    job = stored_job(store, since, until, evaluation)
+    executor = Executor(settings, store)
+    try:
+        return executor.execute(job.id)
+    finally:
+        executor.close()
