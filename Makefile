@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FMEVAL_VENV ?= .venv-fmeval
 FMEVAL_STAMP := $(FMEVAL_VENV)/.installed
+LITELLM_VENV ?= .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 
-.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples clean fmeval-venv dashboards image
+.PHONY: setup demo serve simulate test check format tools bench bench-quick bench-detectors bench-telemetry bench-samples bench-setup bench-compare bench-compare-quick clean fmeval-venv dashboards image
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +75,21 @@ bench-telemetry: $(STAMP)  ## telemetry off / on / on with OTLP, against a direc
 
 bench-samples: $(STAMP)  ## samples off / JSON Lines / + Kafka / Kafka down, at 1% and 100% (~16 min)
 	$(BIN)/python benchmarks/samples.py
+
+# LiteLLM's proxy, the comparison's competitor, in its own venv (~1 min, ~750 MB): its pins
+# (openai, pydantic, fastapi) must not touch ours.
+$(LITELLM_STAMP): constraints-litellm.txt
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -c constraints-litellm.txt 'litellm[proxy]' httptools opentelemetry-sdk
+	touch $@
+
+bench-setup: $(STAMP) $(LITELLM_STAMP)  ## install LiteLLM's proxy into .venv-litellm for bench-compare
+
+bench-compare: bench-setup  ## direct vs Guardline vs LiteLLM, same load, one run (~35 min)
+	$(BIN)/python benchmarks/compare.py --litellm $(LITELLM_VENV)/bin/litellm
+
+bench-compare-quick: bench-setup  ## a smoke run of the comparison (~6 min)
+	$(BIN)/python benchmarks/compare.py --litellm $(LITELLM_VENV)/bin/litellm --quick
 
 bench-detectors: $(STAMP)  ## detector throughput, stream-guard cost, guard-mode time to first token
 	$(BIN)/python benchmarks/detectors.py

@@ -2,7 +2,8 @@
 
 Open loop (``--rate``): requests are scheduled at fixed intervals and latency is measured
 from the *scheduled* start, so a slow server cannot hide queueing (no coordinated omission).
-Closed loop (no ``--rate``): ``--concurrency`` connections send back to back (saturation).
+Closed loop (no ``--rate``): ``--concurrency`` connections send back to back (saturation),
+for ``--duration`` seconds or ``--requests`` requests, whichever ends first.
 Prints one JSON object: latencies and time-to-first-body-byte in seconds, errors, CPU used.
 """
 
@@ -114,9 +115,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             n += 1
         await asyncio.gather(*tasks)
     else:
+        left = args.requests or -1  # a soak's fixed count; -1: until the time is up
 
         async def worker() -> None:
-            while (now := time.perf_counter()) < stop_at:
+            nonlocal left
+            while (now := time.perf_counter()) < stop_at and left != 0:
+                left -= 1
                 await one(now, now >= warm_until)
 
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
@@ -143,6 +147,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="max connections in flight")
     parser.add_argument(
         "--rate", type=float, default=0, help="requests/s (open loop); 0: closed loop"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=0, help="closed loop: stop after this many (0: no limit)"
     )
     parser.add_argument("--duration", type=float, default=10, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds first")

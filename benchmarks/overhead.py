@@ -45,6 +45,8 @@ class Scenario:
     headers: dict[str, str] = field(default_factory=dict)
     rate: float = 0.0
     concurrency: int = 64
+    requests: int = 0
+    """Closed loop: stop after this many (a soak); 0: run for the duration."""
 
 
 def _free_port() -> int:
@@ -60,10 +62,30 @@ def _pinned(cpu: int | None) -> Any:
 
 
 @contextmanager
-def _serve(args: Sequence[str], ready: str, cpu: int | None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([GUARDLINE, *args], preexec_fn=_pinned(cpu), stderr=subprocess.DEVNULL)  # noqa: PLW1509
+def _serve(
+    args: Sequence[str],
+    ready: str,
+    cpu: int | None,
+    *,
+    program: str = GUARDLINE,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    timeout: float = 20,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``program args`` until ``ready`` answers 200; SIGTERM when done. Output goes to
+    ``log`` (appended) or nowhere."""
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [program, *args],
+        preexec_fn=_pinned(cpu),  # noqa: PLW1509 - it only pins the CPU
+        stdout=out,
+        stderr=out,
+        env=env,
+        cwd=cwd,
+    )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 if httpx.get(ready, timeout=1).status_code == 200:
@@ -77,6 +99,8 @@ def _serve(args: Sequence[str], ready: str, cpu: int | None) -> Iterator[subproc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+        if log:
+            out.close()  # type: ignore[union-attr]
 
 
 def _load(
@@ -100,6 +124,8 @@ def _load(
     ]
     if scenario.rate:
         cmd += ["--rate", str(scenario.rate)]
+    if scenario.requests:
+        cmd += ["--requests", str(scenario.requests)]
     for name, value in scenario.headers.items():
         cmd += ["--header", f"{name}: {value}"]
     out = subprocess.run(cmd, capture_output=True, check=True, preexec_fn=_pinned(cpu))
@@ -125,6 +151,7 @@ def _load_measured(
     used = (after.user + after.system) - (before.user + before.system)
     sent = len(result["latencies"]) * (1 + warmup / duration)
     result["proxy_cpu_us_per_request"] = used / max(sent, 1) * 1e6
+    result["proxy_cpu_seconds"] = used
     return result
 
 

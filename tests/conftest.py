@@ -82,16 +82,39 @@ def exchanges(gw: Running[Any]) -> list[Exchange]:
     return seen
 
 
+_CLIENTS: list[openai.OpenAI | anthropic.Anthropic] = []
+"""SDK clients the helpers below made, closed by ``_close_clients`` when the test (or
+module) that made them ends. Left to the garbage collector, a client in a reference cycle
+can have its sockets finalized before its own ``__del__`` closes them: an unclosed-socket
+ResourceWarning in whichever test happens to be running then."""
+
+
 def openai_client(base: str, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(
+    client = openai.OpenAI(
         base_url=base + "/v1", api_key=kwargs.pop("api_key", "sk-test"), max_retries=0, **kwargs
     )
+    _CLIENTS.append(client)
+    return client
 
 
 def anthropic_client(base: str, **kwargs: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
+    client = anthropic.Anthropic(
         base_url=base, api_key=kwargs.pop("api_key", "test-key"), max_retries=0, **kwargs
     )
+    _CLIENTS.append(client)
+    return client
+
+
+def _closing() -> Iterator[None]:
+    made_before = len(_CLIENTS)
+    yield
+    for client in _CLIENTS[made_before:]:
+        client.close()
+    del _CLIENTS[made_before:]
+
+
+_close_clients = pytest.fixture(autouse=True)(_closing)
+_close_module_clients = pytest.fixture(autouse=True, scope="module")(_closing)
 
 
 def eventually(check: Any, timeout: float = 5.0) -> Any:

@@ -18,6 +18,8 @@ class Guardrails:
         self.scanner = Scanner(found, settings.detectors.workers)
         self.policies = PolicyBook(settings.policy, found)
         self.redactor = build_redactor(settings)
+        if found:  # any finding may meet a redact rule: load presidio now, not mid-request
+            self.redactor.preload()
         self.max_hold = settings.detectors.max_hold_chars
 
     def health(self) -> dict[str, Any]:

@@ -15,28 +15,32 @@ class Redactor:
     (``replace`` -> ``<CATEGORY>`` for anything not configured)."""
 
     def __init__(self, operators: Mapping[str, Operator], salt: bytes | None = None) -> None:
-        # Imported here: presidio's package imports every recognizer (and, where installed,
-        # transformers and torch), seconds that `guardline serve` should not spend before
-        # it has checked its port.
-        from presidio_anonymizer.operators import Hash, Mask, Redact, Replace  # noqa: PLC0415
-
-        self._impl: dict[str, Any] = {
-            "replace": Replace(),
-            "mask": Mask(),
-            "hash": Hash(),
-            "redact": Redact(),
-        }
+        self._impl: dict[str, Any] = {}
         self._operators = dict(operators)
         self._salt = salt
 
+    def preload(self) -> None:
+        if not self._impl:
+            self._load()
+
+    def _load(self) -> dict[str, Any]:
+        # Not in __init__: presidio's package imports every recognizer, spaCy and (where
+        # installed) transformers and torch: seconds and ~400 MB that a proxy with every
+        # detector off should not pay (Guardrails preloads it when any is on).
+        from presidio_anonymizer.operators import Hash, Mask, Redact, Replace  # noqa: PLC0415
+
+        self._impl = {"replace": Replace(), "mask": Mask(), "hash": Hash(), "redact": Redact()}
+        return self._impl
+
     def replacement(self, category: str, value: str) -> str:
+        impl = self._impl or self._load()
         name = self._operators.get(category, "replace")
         params: dict[str, object] = {"entity_type": category}
         if name == "mask":
             params.update(masking_char="*", chars_to_mask=len(value), from_end=False)
         elif name == "hash":
             params.update(hash_type="sha256", salt=self._salt)
-        return str(self._impl[name].operate(text=value, params=params))
+        return str(impl[name].operate(text=value, params=params))
 
     def apply(self, text: str, findings: Iterable[Finding]) -> str:
         """``text`` with every (non-overlapping) finding replaced."""

@@ -339,9 +339,12 @@ class _Call:
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes) -> None:
-        if self.exchange.first_chunk is None:
+        first = self.exchange.first_chunk is None
+        if first:
             self.exchange.first_chunk = time.perf_counter()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        if first and self.inspector is not None:
+            self.inspector.release()
 
     async def end(self) -> None:
         self.watch.finished = True

@@ -1,5 +1,6 @@
 """Applying the policy to one exchange: guard-mode scans inline, monitor-mode scans in one
-background task per exchange (drained before the exchange is recorded)."""
+background task per exchange, started once the response is on its way to the client
+(``release``) and drained before the exchange is recorded."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class Inspector:
         self.exchange = exchange
         self._queue: list[tuple[Direction, str, int, int | None]] = []
         self._task: asyncio.Task[None] | None = None
+        # Held until the response's first bytes are sent: the loop has one thread, so a
+        # prompt scanned while the upstream answers would delay relaying that answer.
+        self._held = True
 
     def guarding(self, direction: Direction) -> bool:
         return bool(self.policy.names(direction, "guard"))
@@ -65,6 +69,17 @@ class Inspector:
         if not self.monitoring(direction) or start >= (len(text) if end is None else end):
             return
         self._queue.append((direction, text, start, end))
+        if not self._held:
+            self._start()
+
+    def release(self) -> None:
+        """The response is on its way: monitor scans may take the loop now."""
+        if self._held:
+            self._held = False
+            if self._queue:
+                self._start()
+
+    def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._work())
 
@@ -86,6 +101,7 @@ class Inspector:
 
     async def drain(self) -> None:
         """Wait for background scans (bounded); a request never fails because of them."""
+        self.release()
         task = self._task
         if task is None or task.done():
             return
@@ -107,6 +123,7 @@ class Inspector:
             names = self.policy.names(direction, "monitor")
             scan = await scanner.scan(text, names, direction, start, end)
             self.exchange.findings += judge(scan, self.policy.rules(direction)).findings
+            await asyncio.sleep(0)  # inline detectors never yield: let other calls move
 
 
 def findings_header(findings: Sequence[Finding]) -> bytes:

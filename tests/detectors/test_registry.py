@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
 from typing import Any
 
@@ -61,3 +63,21 @@ def test_health_names_every_backend(sim: Any) -> None:
         "toxicity": {"backend": "linear (alt-profanity-check)", "cost": "fast"},
         "stereotype": {"backend": "rules (Guardline lexicons)", "cost": "fast"},
     }
+
+
+def test_a_proxy_with_every_detector_off_never_imports_presidio() -> None:
+    """Presidio imports spaCy and, where installed, transformers and torch (~400 MB):
+    a pure gateway does not pay for it; with a detector on it is loaded at startup, not
+    on the first redaction mid-request."""
+    code = """
+import sys
+from guardline.detectors.guardrails import Guardrails
+from guardline.settings import load_settings
+off = {"enabled": False}
+Guardrails(load_settings(overrides={"detectors": {"pii": off, "toxicity": off, "stereotype": off}}))
+print("presidio_anonymizer" in sys.modules)
+Guardrails(load_settings(overrides={"detectors": {"pii": off, "stereotype": off}}))
+print("presidio_anonymizer" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
