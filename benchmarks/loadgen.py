@@ -73,18 +73,26 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     free = asyncio.Semaphore(args.concurrency)
     latencies: list[float] = []
     ttfb: list[float] = []
-    errors = 0
+    errors = timeouts = 0
 
     async def one(scheduled: float, record: bool) -> None:
-        nonlocal errors
+        nonlocal errors, timeouts
         async with free:
             conn = idle.pop() if idle else None
             if conn is None or not conn.alive:
                 _, conn = await loop.create_connection(Conn, host, port)
             try:
-                status, first = await conn.request(payload)
+                async with asyncio.timeout(args.timeout):
+                    status, first = await conn.request(payload)
             except ConnectionError:
                 errors += 1
+                return
+            except TimeoutError:  # a lost response must not stall the whole run
+                errors += 1
+                timeouts += 1
+                conn.alive = False
+                if conn.transport is not None:
+                    conn.transport.close()
                 return
             end = time.perf_counter()
             idle.append(conn)
@@ -133,6 +141,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "latencies": latencies,
         "ttfb": ttfb,
         "errors": errors,
+        "timeouts": timeouts,
         "elapsed": elapsed,
         "cpu_seconds": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
         "wall_seconds": time.perf_counter() - started,
@@ -152,6 +161,7 @@ def main() -> None:
         "--requests", type=int, default=0, help="closed loop: stop after this many (0: no limit)"
     )
     parser.add_argument("--duration", type=float, default=10, help="measured seconds")
+    parser.add_argument("--timeout", type=float, default=30, help="seconds a response may take")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds first")
     args = parser.parse_args()
     json.dump(uvloop.run(run(args)), sys.stdout)
