@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from overhead import GUARDLINE, Scenario, _cpu_model, _free_port, _load, _load_m
 
 from guardline import __version__
 
+HERE = Path(__file__).resolve().parent
 MASTER_KEY = "sk-bench-0123456789abcdef"
 """LiteLLM refuses to start without a master key (and refuses well-known ones); every
 target gets the same Authorization header, which the simulator ignores."""
@@ -273,14 +274,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per run")
     parser.add_argument("--soak", type=int, help="calls in each proxy's soak (default 100,000)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer, shorter runs")
-    parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    parser.add_argument(
+        "--litellm-soak", type=int, help="calls in LiteLLM's soak (default: --soak's)"
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        type=Path,
+        default=HERE / "results" / "compare.json",
+        help="raw results, rewritten after each target (default: %(default)s)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 4.0, 1.0
     pin = (os.cpu_count() or 1) >= 2
     sim_cpu, proxy_cpu, args.load_cpu = (0, 1, 0) if pin else (None, None, None)
     plan = _plan(args.quick, args.soak)
-    litellm = args.litellm if args.litellm.exists() else None
+    litellm = args.litellm.resolve() if args.litellm.exists() else None  # servers run elsewhere
     if litellm is None:
         print(f"LiteLLM not found at {args.litellm} (make bench-setup): left out", file=sys.stderr)
     version = _litellm_version(litellm) if litellm else None
@@ -296,23 +306,30 @@ def main() -> None:
             print(DIRECT, file=sys.stderr)
             _warm(sim_url)
             results[DIRECT] = _measure(None, sim_url, plan, args)
+            _save(args.json, results)
             for name, config in GUARDLINE_CONFIGS.items():
                 print(name, file=sys.stderr)
                 with _guardline(name, config, sim_url, root, proxy_cpu) as proxy:
                     _warm(proxy.url)
                     results[name] = _measure(proxy, proxy.url, plan, args)
+                _save(args.json, results)
             if litellm:
                 print(LITELLM, file=sys.stderr)
                 with _litellm(litellm, sim_url, root, proxy_cpu) as proxy:
                     _warm(proxy.url)
-                    results[LITELLM] = _measure(proxy, proxy.url, plan, args)
+                    theirs = replace(plan, soak=args.litellm_soak or plan.soak)
+                    results[LITELLM] = _measure(proxy, proxy.url, theirs, args)
+                _save(args.json, results)
     command = " ".join([Path(sys.executable).name, *sys.argv])
     minutes = (time.monotonic() - started) / 60
     print(
         report(results, plan, machine=machine(version), command=command, minutes=minutes, pin=pin)
     )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results))
+
+
+def _save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -176,22 +176,21 @@ def growth(soak: dict[str, Any]) -> float:
 
 
 def _memory(results: Results, plan: Any) -> list[str]:
-    step = plan.soak // plan.soak_steps
     lines = [
-        f"Memory over a soak of {plan.soak:,} non-streaming calls at {plan.soak_concurrency} "
-        f"connections, after every other run above (resident MiB, the process and its "
-        f"children; growth is from the first {step:,} calls to the end):",
+        f"Memory over a soak of non-streaming calls at {plan.soak_concurrency} connections in "
+        f"{plan.soak_steps} steps, after every other run above (resident MiB, the process "
+        "and its children; growth is from the end of the first step to the end):",
         "",
-        "| target | before | after " + f"{step:,}" + f" | after {plan.soak:,} | growth | peak "
+        "| target | calls | before | after the first step | at the end | growth | peak "
         "| calls/s | CPU s per 1,000 calls | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target in _proxies(results):
         soak = results[target]["soak"]
         mib = [v / 2**20 for v in soak["rss"]]
         lines.append(
-            f"| {target} | {mib[0]:.1f} | {mib[1]:.1f} | {mib[-1]:.1f} | {growth(soak):+.1%} "
-            f"| {max(mib):.1f} | {soak['requests'] / soak['elapsed']:,.0f} "
+            f"| {target} | {soak['requests']:,} | {mib[0]:.1f} | {mib[1]:.1f} | {mib[-1]:.1f} "
+            f"| {growth(soak):+.1%} | {max(mib):.1f} | {soak['requests'] / soak['elapsed']:,.0f} "
             f"| {soak['cpu'] / soak['requests'] * 1000:.3f} | {soak['errors']} |"
         )
     lines += ["", "Resident MiB after each step:", ""]
