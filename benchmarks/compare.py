@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import psutil
 import yaml
-from compare_tables import DIRECT, LITELLM, report
+from compare_tables import DIRECT, LITELLM, rate, report
 from overhead import GUARDLINE, Scenario, _cpu_model, _free_port, _load, _load_measured, _serve
 
 from guardline import __version__
@@ -230,14 +230,10 @@ def _measure(proxy: Proxy | None, url: str, plan: Plan, args: Any) -> dict[str, 
                 warmup=args.warmup,
                 cpu=load_cpu,
             )
-        print(f"  {scenario.name}: {_rate(out[scenario.name]):,.0f}/s", file=sys.stderr)
+        print(f"  {scenario.name}: {rate(out[scenario.name]):,.0f}/s", file=sys.stderr)
     if proxy is not None:
         out["soak"] = _soak(proxy, plan, load_cpu)
     return out
-
-
-def _rate(result: dict[str, Any]) -> float:
-    return len(result["latencies"]) / result["elapsed"]
 
 
 def _litellm_version(binary: Path) -> str:

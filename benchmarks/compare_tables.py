@@ -110,12 +110,12 @@ def _latency_table(results: Results, scenarios: list[Any], key: str, title: str)
     return lines
 
 
-def _rate(result: dict[str, Any]) -> float:
+def rate(result: dict[str, Any]) -> float:
     return len(result["latencies"]) / result["elapsed"] if result["latencies"] else 0.0
 
 
 def _best(results: Results, target: str, scenarios: list[Any]) -> Any:
-    return max(scenarios, key=lambda s: _rate(results[target][s.name]))
+    return max(scenarios, key=lambda s: rate(results[target][s.name]))
 
 
 def _saturation(results: Results, scenarios: list[Any]) -> list[str]:
@@ -136,24 +136,24 @@ def _saturation(results: Results, scenarios: list[Any]) -> list[str]:
     for label, group in groups.items():
         if not group:
             continue
-        direct = _rate(results[DIRECT][_best(results, DIRECT, group).name])
+        direct = rate(results[DIRECT][_best(results, DIRECT, group).name])
         theirs = (
-            _rate(results[LITELLM][_best(results, LITELLM, group).name])
+            rate(results[LITELLM][_best(results, LITELLM, group).name])
             if LITELLM in results
             else math.nan
         )
         for target in results:
             best = _best(results, target, group)
             result = results[target][best.name]
-            rate = _rate(result)
+            calls = rate(result)
             cpu = busy = ""
             if target != DIRECT:
                 cpu = f"{result['proxy_cpu_us_per_request'] / 1000:.3f}"
                 busy = f"{result['proxy_cpu_seconds'] / result['wall_seconds']:.0%}"
             load = result["cpu_seconds"] / result["wall_seconds"]
             lines.append(
-                f"| {label} | {target} | {rate:,.0f} ({best.concurrency}) | "
-                f"{_ratio(rate, direct)} | {_ratio(rate, theirs)} | {cpu} | {busy} | {load:.0%} |"
+                f"| {label} | {target} | {calls:,.0f} ({best.concurrency}) | "
+                f"{_ratio(calls, direct)} | {_ratio(calls, theirs)} | {cpu} | {busy} | {load:.0%} |"
             )
     lines += [
         "",
@@ -164,7 +164,7 @@ def _saturation(results: Results, scenarios: list[Any]) -> list[str]:
     ]
     for target in results:
         runs = [results[target][s.name] for s in scenarios]
-        cells = [f"{_rate(r):,.0f} ({_pct(r['latencies'], 0.5):.1f})" for r in runs]
+        cells = [f"{rate(r):,.0f} ({_pct(r['latencies'], 0.5):.1f})" for r in runs]
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
     return lines
 
@@ -217,8 +217,8 @@ def _targets(results: Results, plan: Any) -> list[str]:
                 worst <= 0.2,
             )
         )
-        ours = _rate(results[BARE][_best(results, BARE, sat).name])
-        theirs = _rate(results[LITELLM][_best(results, LITELLM, sat).name])
+        ours = rate(results[BARE][_best(results, BARE, sat).name])
+        theirs = rate(results[LITELLM][_best(results, LITELLM, sat).name])
         rows.append(
             (
                 "Guardline (no detectors) saturation ≥ 5x LiteLLM's",

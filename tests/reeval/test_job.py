@@ -33,10 +33,15 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
     return make_traffic(tmp_path_factory.mktemp("samples"), CALLS)
 
 
-def _settings(traffic: Traffic, out: Path, **reeval: Any) -> Settings:
-    return load_settings(
-        overrides={"reeval": {"directory": str(out), "datasets": str(traffic.samples), **reeval}}
-    )
+def _settings(traffic: Traffic, out: Path, upstream: str | None = None, **reeval: Any) -> Settings:
+    """Re-evaluation of ``traffic`` into ``out``; ``upstream``: the OpenAI base URL the
+    judge or candidate calls."""
+    overrides: dict[str, Any] = {
+        "reeval": {"directory": str(out), "datasets": str(traffic.samples), **reeval}
+    }
+    if upstream is not None:
+        overrides["upstreams"] = {"openai": {"provider": "openai", "base_url": upstream}}
+    return load_settings(overrides=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +178,7 @@ def test_reeval_run_from_the_command_line(traffic: Traffic, tmp_path: Path) -> N
 def test_a_window_of_a_thousand_samples(large_traffic: Traffic, tmp_path: Path) -> None:
     """The issue's sizing: 1,000 samples in the window (and 1,000 in the baseline) with
     the default evaluators. Timed for the record (printed), not asserted."""
-    settings = load_settings(
-        overrides={"reeval": {"directory": str(tmp_path), "datasets": str(large_traffic.samples)}}
-    )
+    settings = _settings(large_traffic, tmp_path)
     started = time.monotonic()
     done = run_job(settings, large_traffic.boundary, large_traffic.end)
     took = time.monotonic() - started
@@ -196,17 +199,11 @@ def test_an_llm_judge_scores_an_even_sample_of_each_set(traffic: Traffic, tmp_pa
     script = tmp_path / "judge.yaml"
     script.write_bytes(orjson.dumps(JUDGE_SCRIPT))  # JSON is YAML
     with simulator(script=script) as judge_vendor:
-        settings = load_settings(
-            overrides={
-                "upstreams": {
-                    "openai": {"provider": "openai", "base_url": judge_vendor.url + "/v1"}
-                },
-                "reeval": {
-                    "directory": str(tmp_path),
-                    "datasets": str(traffic.samples),
-                    "judge": {"enabled": True, "max_samples": 5},
-                },
-            }
+        settings = _settings(
+            traffic,
+            tmp_path,
+            judge_vendor.url + "/v1",
+            judge={"enabled": True, "max_samples": 5},
         )
         done = run_job(settings, traffic.boundary, traffic.end)
         calls = judge_vendor.app.recorder.stats()
@@ -341,17 +338,11 @@ def test_a_candidate_model_replays_the_windows_prompts(traffic: Traffic, tmp_pat
     """The window's prompts go to a candidate (a simulator answering in its default,
     harmless scenario) and its answers are scored beside the toxic originals."""
     with simulator() as candidate_vendor:
-        settings = load_settings(
-            overrides={
-                "upstreams": {
-                    "openai": {"provider": "openai", "base_url": candidate_vendor.url + "/v1"}
-                },
-                "reeval": {
-                    "directory": str(tmp_path),
-                    "datasets": str(traffic.samples),
-                    "candidate": {"model": "gpt-4.1-mini", "max_samples": 8},
-                },
-            }
+        settings = _settings(
+            traffic,
+            tmp_path,
+            candidate_vendor.url + "/v1",
+            candidate={"model": "gpt-4.1-mini", "max_samples": 8},
         )
         done = run_job(settings, traffic.boundary, traffic.end)
         calls = candidate_vendor.app.recorder.stats()["requests_total"]
