@@ -4,14 +4,31 @@ A test and demo tool, not a model. It answers deterministically for a prompt and
 paces streams like a model, plays scripted content and injects faults (see
 ``guardline.simulator.scenario``), and records what it received and sent. Its admin API
 under ``/_sim/`` is unauthenticated: bind it to loopback.
+
+Canned answers (``POST /_sim/canned``) replay exact bytes instead: the next request to the
+path (any method), recorded as usual, gets that status, those headers and that body, sent
+as one write or as the given chunks. They take precedence over scenarios and faults:
+
+    {"path": "/v1/chat/completions", "status": 200,
+     "headers": [["content-type", "text/event-stream"]],
+     "chunks_b64": ["ZGF0YTog...", "..."], "chunk_delay_ms": 10}
+
+``body_b64`` (one write, with a Content-Length unless the headers frame it) instead of
+``chunks_b64`` (one write each, chunked unless the headers say otherwise). Answers queue
+first in, first out per path; ``GET /_sim/canned`` counts them, ``DELETE`` drops them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import os
+import re
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -50,6 +67,89 @@ class SimulatedFaultError(Exception):
     """Raised to make the server drop the connection, as a crashing upstream would."""
 
 
+@dataclass(frozen=True, slots=True)
+class Canned:
+    """An exact answer for the next request to a path."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    chunks: tuple[bytes, ...]
+    """The body writes, in order; one for a ``body_b64`` answer."""
+    delay_ms: float = 0.0
+    """Pause between two writes."""
+
+    @property
+    def stream(self) -> bool:
+        return any(
+            k.lower() == b"content-type" and v.lower().startswith(b"text/event-stream")
+            for k, v in self.headers
+        )
+
+
+_CANNED_KEYS = frozenset({"path", "status", "headers", "body_b64", "chunks_b64", "chunk_delay_ms"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def parse_canned(raw: bytes) -> tuple[str, Canned]:
+    """The path and answer of a ``POST /_sim/canned`` body; ValueError says what is wrong."""
+    try:
+        spec = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ValueError("expected a JSON object")
+    unknown = sorted(set(spec) - _CANNED_KEYS)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}; allowed: {sorted(_CANNED_KEYS)}")
+    path = spec.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+        raise ValueError("'path' must be a request path such as '/v1/chat/completions'")
+    if path.startswith("/_sim/"):
+        raise ValueError("'path' cannot be an admin path (/_sim/...)")
+    status = spec.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError("'status' must be an integer from 100 to 599")
+    given = spec.get("headers", [])
+    if not isinstance(given, list):
+        raise ValueError("'headers' must be a list of [name, value] string pairs")
+    headers: list[tuple[bytes, bytes]] = []
+    for item in given:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(part, str) for part in item)
+            and _TOKEN.fullmatch(item[0])
+            and not any(c in item[1] for c in "\r\n\0")
+        ):
+            raise ValueError(
+                "'headers' must be a list of [name, value] string pairs: "
+                f"a token name and a value without CR, LF or NUL (got {item!r})"
+            )
+        try:
+            headers.append((item[0].encode("latin-1"), item[1].encode("latin-1")))
+        except UnicodeEncodeError:
+            raise ValueError(f"header {item[0]!r}: the value must be Latin-1") from None
+    if ("body_b64" in spec) == ("chunks_b64" in spec):
+        raise ValueError("give exactly one of 'body_b64' and 'chunks_b64'")
+    whole = "body_b64" in spec
+    encoded = [spec["body_b64"]] if whole else spec["chunks_b64"]
+    if not isinstance(encoded, list) or not all(isinstance(c, str) for c in encoded):
+        raise ValueError("'body_b64' must be a string and 'chunks_b64' a list of strings")
+    try:
+        chunks = tuple(base64.b64decode(c, validate=True) for c in encoded)
+    except binascii.Error as exc:
+        raise ValueError(f"invalid base64: {exc}") from None
+    delay = spec.get("chunk_delay_ms", 0)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 60_000:
+        raise ValueError("'chunk_delay_ms' must be a number of milliseconds from 0 to 60000")
+    if delay and whole:
+        raise ValueError("'chunk_delay_ms' applies to 'chunks_b64' only")
+    names = {name.lower() for name, _ in headers}
+    if whole and not names & {b"content-length", b"transfer-encoding"}:
+        headers.append((b"content-length", str(len(chunks[0])).encode()))
+    return path, Canned(status, tuple(headers), chunks, float(delay))
+
+
 class _Answer:
     """Sends a response while recording its exact bytes."""
 
@@ -65,9 +165,12 @@ class _Answer:
         name = b"request-id" if is_anthropic else b"x-request-id"
         self.id_header = (name, b"req_" + os.urandom(12).hex().encode())
 
-    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    async def start(
+        self, status: int, headers: list[tuple[bytes, bytes]], *, request_id: bool = True
+    ) -> None:
         self.record.status = status
-        headers = [*headers, self.id_header]
+        if request_id:
+            headers = [*headers, self.id_header]
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool = True) -> None:
@@ -91,6 +194,7 @@ class Simulator:
         self.settings = settings
         self.planner = Planner(settings)
         self.recorder = Recorder(settings.record_limit)
+        self.canned: dict[str, deque[Canned]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -116,10 +220,14 @@ class Simulator:
         )
         watch = DisconnectWatch(receive)
         answer = _Answer(send, record, watch, _is_anthropic(path, scope["headers"]))
+        canned = self._next_canned(path)
         self.recorder.active += 1
         watch.start()
         try:
-            await self._serve(scope, raw, body, answer)
+            if canned is None:
+                await self._serve(scope, raw, body, answer)
+            else:
+                await self._play(canned, answer)
         except asyncio.CancelledError as exc:
             watch.absorb(exc)
             record.disconnected = True
@@ -132,6 +240,28 @@ class Simulator:
                 self.recorder.active_streams -= 1
                 if record.completed:
                     self.recorder.streams_completed += 1
+
+    def _next_canned(self, path: str) -> Canned | None:
+        queue = self.canned.get(path)
+        if not queue:
+            return None
+        canned = queue.popleft()
+        if not queue:
+            del self.canned[path]
+        return canned
+
+    async def _play(self, canned: Canned, answer: _Answer) -> None:
+        """Send a canned answer exactly: no request id, no framing but the server's own."""
+        if canned.stream:
+            answer.record.stream = True
+            self.recorder.active_streams += 1
+        await answer.start(canned.status, list(canned.headers), request_id=False)
+        *writes, last = canned.chunks or (b"",)
+        for data in writes:
+            await answer.body(data)
+            if canned.delay_ms:
+                await asyncio.sleep(canned.delay_ms / 1000)
+        await answer.body(last, more=False)
 
     async def _serve(self, scope: Scope, raw: bytes, body: Any, answer: _Answer) -> None:
         path: str = scope["path"]
@@ -289,6 +419,20 @@ class Simulator:
                 status, payload = 400, {"error": f"expected {{'scenario': name}}: {exc}"}
         elif path == "/_sim/scenario":
             payload = {"scenario": self.planner.base.scenario}
+        elif path == "/_sim/canned" and method == "POST":
+            try:
+                target, canned = parse_canned(raw)
+            except ValueError as exc:
+                status, payload = 400, {"error": f"POST /_sim/canned: {exc}"}
+            else:
+                self.canned.setdefault(target, deque()).append(canned)
+                payload = {"queued": self._canned_counts()}
+        elif path == "/_sim/canned" and method == "DELETE":
+            dropped = sum(self._canned_counts().values())
+            self.canned.clear()
+            payload = {"cleared": True, "dropped": dropped}
+        elif path == "/_sim/canned" and method == "GET":
+            payload = {"queued": self._canned_counts()}
         elif path == "/_sim/health":
             payload = {"status": "ok"}
         else:
@@ -297,6 +441,9 @@ class Simulator:
         headers = [_JSON, (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
+
+    def _canned_counts(self) -> dict[str, int]:
+        return {path: len(queue) for path, queue in self.canned.items()}
 
 
 _STREAM_FAULTS = frozenset({"malformed", "truncate", "disconnect", "stall"})

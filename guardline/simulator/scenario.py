@@ -14,6 +14,9 @@ and ``x-sim-*`` request headers:
     x-sim-delay-ms      how long ``slow`` waits (default 3000)
     x-sim-retry-after   Retry-After seconds for 429 (default 1)
     x-sim-ttft-ms / x-sim-token-delay-ms    timing overrides
+
+A canned answer queued with ``POST /_sim/canned`` (see ``guardline.simulator.app``) takes
+precedence over all of this: its request gets no plan, only those exact bytes.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from pathlib import Path
@@ -194,3 +195,156 @@ def test_recorder_never_keeps_keys(sim: Running[Simulator]) -> None:
     assert httpx.delete(sim.url + "/_sim/requests").json() == {"cleared": True}
     assert httpx.get(sim.url + "/_sim/requests").json() == {"requests": []}
     assert httpx.get(sim.url + "/_sim/stats").json()["requests_total"] == 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _can(url: str, **spec: Any) -> httpx.Response:
+    return httpx.post(url + "/_sim/canned", json=spec, timeout=10)
+
+
+def test_canned_answer_is_sent_exactly_and_the_request_recorded(sim: Running[Simulator]) -> None:
+    body = b'{"id": "x", "choices": [], "odd":\t"spacing kept"}'
+    queued = _can(
+        sim.url,
+        path=CHAT,
+        status=203,
+        headers=[["content-type", "application/json"], ["x-custom", "yes"]],
+        body_b64=_b64(body),
+    )
+    assert queued.json() == {"queued": {CHAT: 1}}
+    response = _chat(sim.url, "canned please", headers={"x-sim-fault": "500"})
+    assert (response.status_code, response.content) == (203, body)
+    assert response.headers["x-custom"] == "yes"
+    assert response.headers["content-length"] == str(len(body))
+    assert "x-request-id" not in response.headers  # exactly the canned headers
+    (record,) = httpx.get(sim.url + "/_sim/requests").json()["requests"]
+    assert record["body"]["messages"][0]["content"] == "canned please"
+    assert record["headers"]["x-sim-fault"] == "500"
+    assert (record["status"], base64.b64decode(record["response_b64"])) == (203, body)
+    assert record["completed"] is True
+    # Consumed: the next request gets the simulator's own answer again.
+    assert httpx.get(sim.url + "/_sim/canned").json() == {"queued": {}}
+    assert _chat(sim.url).status_code == 200
+
+
+def test_canned_chunks_arrive_as_separate_writes_with_delay(sim: Running[Simulator]) -> None:
+    chunks = [b'data: {"a": 1}\n\n', b'data: {"a"', b": 2}\n\n", b"data: [DONE]\n\n"]
+    _can(
+        sim.url,
+        path=CHAT,
+        headers=[["content-type", "text/event-stream"]],
+        chunks_b64=[_b64(c) for c in chunks],
+        chunk_delay_ms=60,
+    )
+    started = time.monotonic()
+    payload = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    with httpx.stream("POST", sim.url + CHAT, json=payload, timeout=10) as response:
+        assert response.headers["transfer-encoding"] == "chunked"
+        received = list(response.iter_raw())
+    assert time.monotonic() - started >= 0.06 * (len(chunks) - 1) - 0.02
+    assert b"".join(received) == b"".join(chunks)
+    assert len(received) >= 2  # the pauses keep the writes apart
+    stats = httpx.get(sim.url + "/_sim/stats").json()
+    assert (stats["streams_completed"], stats["active_streams"]) == (1, 0)
+    (record,) = httpx.get(sim.url + "/_sim/requests").json()["requests"]
+    assert record["stream"] is True
+    assert base64.b64decode(record["response_b64"]) == b"".join(chunks)
+
+
+def test_canned_queue_is_fifo_per_path_any_method_any_path(sim: Running[Simulator]) -> None:
+    for n in (1, 2):
+        _can(sim.url, path=CHAT, body_b64=_b64(b"chat %d" % n))
+    _can(sim.url, path="/v1/files", status=404, body_b64=_b64(b"no files"))
+    assert httpx.get(sim.url + "/_sim/canned").json() == {"queued": {CHAT: 2, "/v1/files": 1}}
+    assert httpx.get(sim.url + "/v1/files").content == b"no files"
+    assert httpx.delete(sim.url + CHAT + "?q=1").content == b"chat 1"  # any method, no body
+    assert httpx.post(sim.url + CHAT, content=b"not json").content == b"chat 2"
+    records = httpx.get(sim.url + "/_sim/requests").json()["requests"]
+    assert [(r["method"], r["path"], r["body"]) for r in records] == [
+        ("GET", "/v1/files", None),
+        ("DELETE", CHAT, None),
+        ("POST", CHAT, None),
+    ]
+    _can(sim.url, path=CHAT, body_b64=_b64(b"dropped"))
+    _can(sim.url, path=CHAT, chunks_b64=[])
+    assert httpx.delete(sim.url + "/_sim/canned").json() == {"cleared": True, "dropped": 2}
+    assert httpx.get(sim.url + "/_sim/canned").json() == {"queued": {}}
+    assert _text(_chat(sim.url))
+
+
+def test_canned_empty_chunks_and_given_framing(sim: Running[Simulator]) -> None:
+    _can(sim.url, path=CHAT, status=204, chunks_b64=[])
+    empty = _chat(sim.url)
+    assert (empty.status_code, empty.content) == (204, b"")
+    _can(
+        sim.url,
+        path=CHAT,
+        headers=[["Content-Length", "4"]],
+        chunks_b64=[_b64(b"ab"), _b64(b"cd")],
+    )
+    framed = _chat(sim.url)
+    assert (framed.content, framed.headers["content-length"]) == (b"abcd", "4")
+    assert "transfer-encoding" not in framed.headers
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ([], "JSON object"),
+        ({"path": CHAT}, "exactly one of"),
+        ({"path": CHAT, "body_b64": "", "chunks_b64": []}, "exactly one of"),
+        ({"body_b64": ""}, "'path'"),
+        ({"path": "v1/chat", "body_b64": ""}, "'path'"),
+        ({"path": CHAT + "?x=1", "body_b64": ""}, "'path'"),
+        ({"path": "/_sim/requests", "body_b64": ""}, "admin"),
+        ({"path": CHAT, "status": 99, "body_b64": ""}, "'status'"),
+        ({"path": CHAT, "status": "200", "body_b64": ""}, "'status'"),
+        ({"path": CHAT, "status": True, "body_b64": ""}, "'status'"),
+        ({"path": CHAT, "headers": {"a": "b"}, "body_b64": ""}, "'headers'"),
+        ({"path": CHAT, "headers": [["a"]], "body_b64": ""}, "'headers'"),
+        ({"path": CHAT, "headers": [["bad name", "v"]], "body_b64": ""}, "'headers'"),
+        ({"path": CHAT, "headers": [["x", "a\r\nb: c"]], "body_b64": ""}, "'headers'"),
+        ({"path": CHAT, "headers": [["x", "\u2603"]], "body_b64": ""}, "Latin-1"),
+        ({"path": CHAT, "body_b64": "not base64!"}, "base64"),
+        ({"path": CHAT, "body_b64": ["eA=="]}, "must be a string"),
+        ({"path": CHAT, "chunks_b64": "eA=="}, "list of strings"),
+        ({"path": CHAT, "chunks_b64": ["eA=="], "chunk_delay_ms": -1}, "chunk_delay_ms"),
+        ({"path": CHAT, "body_b64": "eA==", "chunk_delay_ms": 5}, "chunks_b64' only"),
+        ({"path": CHAT, "body_b64": "", "bodyb64": ""}, "unknown keys ['bodyb64']"),
+    ],
+)
+def test_canned_admin_body_is_validated(sim: Running[Simulator], spec: Any, complaint: str) -> None:
+    response = httpx.post(sim.url + "/_sim/canned", json=spec)
+    assert response.status_code == 400
+    assert complaint in response.json()["error"]
+    assert httpx.get(sim.url + "/_sim/canned").json() == {"queued": {}}
+
+
+def test_canned_admin_body_must_be_json(sim: Running[Simulator]) -> None:
+    response = httpx.post(sim.url + "/_sim/canned", content=b"{nope")
+    assert (response.status_code, "not JSON" in response.json()["error"]) == (400, True)
+
+
+def test_canned_stream_client_leaving_is_recorded_as_a_disconnect(
+    sim: Running[Simulator],
+) -> None:
+    _can(
+        sim.url,
+        path=CHAT,
+        headers=[["content-type", "text/event-stream"]],
+        chunks_b64=[_b64(b"data: 1\n\n"), _b64(b"data: 2\n\n")],
+        chunk_delay_ms=5000,
+    )
+    with httpx.stream("POST", sim.url + CHAT, json={}, timeout=10) as response:
+        assert next(response.iter_raw()) == b"data: 1\n\n"
+    for _ in range(200):
+        stats = httpx.get(sim.url + "/_sim/stats").json()
+        if stats["streams_disconnected"]:
+            break
+        time.sleep(0.02)
+    assert (stats["streams_disconnected"], stats["active_streams"]) == (1, 0)
+    (record,) = httpx.get(sim.url + "/_sim/requests").json()["requests"]
+    assert (record["disconnected"], record["completed"]) == (True, False)
