@@ -79,11 +79,17 @@ class Exchange:
     """Timings are ``time.perf_counter()`` seconds; None until reached."""
 
     request_id: str
+    """Guardline's own id for the exchange: fresh and unique (``headers.new_request_id``),
+    signed into ``x-guardline-request-id``, the key feedback and samples join on."""
     provider: str
     endpoint: Endpoint
     method: str
     path: str
     received: float
+    client_request_id: str | None = None
+    """The client's ``x-request-id`` (when a sane token): a correlation field recorded
+    beside ``request_id`` in logs, spans and samples, never used as Guardline's id. Two
+    calls may carry the same one."""
     model: str | None = None
     stream: bool = False
     upstream: str | None = None

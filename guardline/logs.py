@@ -22,6 +22,11 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "guardline_request_id", default=None
 )
 """The request being served (set by the proxy endpoint for the duration of a call)."""
+client_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "guardline_client_request_id", default=None
+)
+"""The client's ``x-request-id`` of that request, when it sent a sane one (a correlation
+field beside ``request_id``, which is always Guardline's own)."""
 
 _SECRETS = re.compile(
     r"""(?ix)
@@ -31,6 +36,8 @@ _SECRETS = re.compile(
     """
 )
 _CARD = re.compile(r"\b\d(?:[ \-]?\d){12,18}\b")
+# ``request_id=`` on its own, not the end of ``client_request_id=``.
+_HAS_REQUEST_ID = re.compile(r"(?<![\w.])request_id=")
 
 
 def scrub(message: str) -> str:
@@ -61,7 +68,8 @@ class _DropSimulatedFaults(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", "request_id"?, "error"?}`` per line."""
+    """``{"time", "level", "logger", "message", "request_id"?, "client_request_id"?,
+    "error"?}`` per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -70,9 +78,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": scrub(record.getMessage()),
         }
-        rid = getattr(record, "request_id", None) or request_id.get()
+        rid = getattr(record, "request_id", None)
+        client = getattr(record, "client_request_id", None)
+        if not rid:  # the call being served, unless the line names another one
+            rid, client = request_id.get(), client_request_id.get()
         if rid:
             entry["request_id"] = rid
+        if client:  # chosen by the client: masked like any other text
+            entry["client_request_id"] = scrub(client)
         if record.exc_info:
             entry["error"] = scrub(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()
@@ -85,7 +98,12 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = scrub(super().format(record))
         rid = request_id.get()
-        return f"{line} request_id={rid}" if rid and "request_id=" not in line else line
+        if rid and not _HAS_REQUEST_ID.search(line):
+            line = f"{line} request_id={rid}"
+        client = client_request_id.get()
+        if client and "client_request_id=" not in line:
+            line = f"{line} client_request_id={scrub(client)}"
+        return line
 
 
 def iso_time(created: float) -> str:

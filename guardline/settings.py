@@ -281,6 +281,10 @@ class PolicySettings(_Model):
     response: dict[str, RuleSettings] = Field(default_factory=dict)
     overrides: tuple[PolicyOverride, ...] = ()
     """Applied in order; later overrides win."""
+    signed_thinking: Literal["block", "redact"] = "block"
+    """Guard mode, a redact finding in Anthropic thinking, which the vendor signs and
+    checks when the client sends it back: block the call (fail closed), or rewrite it
+    anyway (the client must then not send that thinking block back)."""
 
 
 class AccessKeySettings(_Model):
@@ -338,6 +342,10 @@ class FeedbackSettings(_Model):
     """Seconds within which a resent conversation counts as a regeneration."""
     regeneration_memory: PositiveInt = 100_000
     """Conversations remembered (hashes only) for regeneration detection."""
+    memory: int = Field(default=50_000, ge=0)
+    """Request ids whose last feedback each process remembers (outcome and numbers, never
+    text; for at most ``max_age``; about 300 bytes each), so that a later post on one
+    replaces the earlier in the metrics; 0 turns that off (every post counts)."""
 
 
 class SampleRouteSettings(_Model):
@@ -530,6 +538,26 @@ _DEFAULT_UPSTREAMS = {
 }
 
 
+class IngressSettings(_Model):
+    """Client connections, per process (each ``--workers`` process has its own): how long
+    a request may take to arrive, and how many connections are held at once. Idle
+    keep-alive connections are closed after uvicorn's own 5 s."""
+
+    head_timeout: PositiveFloat = 10.0
+    """Seconds for a request's head (request line and headers) to arrive in full, counted
+    from the connection's opening or, on a kept-alive connection, from the first byte of
+    the next request; then the connection is closed."""
+    body_timeout: PositiveFloat = 60.0
+    """Seconds for a request's body to arrive in full, counted from the end of its head;
+    then the connection is closed (the call is recorded as a client disconnect)."""
+    max_connections: PositiveInt = 1024
+    """Client connections held at once. One more is answered 503 ``server_busy`` in the
+    provider's error format (with ``retry-after``) once its request is in (under both
+    deadlines), then closed. At startup the soft open-file limit is raised as far as
+    needed (up to the hard one); when even that cannot fit this many connections plus
+    their upstream ones, the cap is lowered to what fits, with a warning."""
+
+
 class Settings(BaseSettings):
     """Guardline's settings. Build it with :func:`load_settings`."""
 
@@ -553,6 +581,7 @@ class Settings(BaseSettings):
     name its application: ``{key: ..., app: support-bot}``."""
     max_body_bytes: PositiveInt = 32 * 1024 * 1024
     """Largest request body accepted (413 beyond)."""
+    ingress: IngressSettings = IngressSettings()
     detectors: DetectorsSettings = DetectorsSettings()
     policy: PolicySettings = PolicySettings()
     simulator: SimulatorSettings = SimulatorSettings()

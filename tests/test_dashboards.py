@@ -245,9 +245,29 @@ def test_every_query_uses_known_metrics_and_labels() -> None:
             assert usage.problems == [], (query.dashboard, query.title, query.ref, usage.problems)
             assert usage.metrics, query.expr
             used |= usage.metrics
-    # Every instrument but Guardline's own recording cost, score and per-chunk gaps is shown.
+    # Every instrument but Guardline's own recording cost, score (and its superseded twin)
+    # and per-chunk gaps is shown.
     shown = {SAMPLES[m] for m in used}
-    assert set(n.INSTRUMENTS) - shown == {n.RECORDING_CPU, n.SCORE, n.TIME_PER_OUTPUT_CHUNK}
+    assert set(n.INSTRUMENTS) - shown == {
+        n.RECORDING_CPU,
+        n.SCORE,
+        n.SCORE_SUPERSEDED,
+        n.TIME_PER_OUTPUT_CHUNK,
+    }
+
+
+def test_feedback_is_counted_once_per_call_wherever_it_is_shown() -> None:
+    """Every query over a feedback instrument takes its superseded twin out (a later post
+    on a call replaces the earlier), except the panel target showing the replacements."""
+    twins = {m for spec in n.SUPERSEDED.values() for m in spec.samples}
+    posts = {m for spec in n.SUPERSEDED for m in spec.samples}
+    for doc in _docs().values():
+        for query in dashboards.panel_queries(doc):
+            metrics = analyse(query.expr).metrics
+            if metrics & posts:
+                assert metrics & twins, (query.title, query.expr)
+                assert " - (" in query.expr, query.expr
+                assert " or 0 * " in query.expr, query.expr
 
 
 def test_variables_apply_to_the_metrics_that_carry_their_label() -> None:

@@ -85,10 +85,14 @@ def _mixed_traffic(url: str) -> None:
     oa = openai_client(url)
     app = {"x-guardline-app": "support-bot"}
     ids = [_chat(oa, f"Summarise ticket {i} in one line.", extra_headers=app) for i in range(6)]
-    for outcome, rid in zip(["accepted", "accepted", "rejected", "edited"], ids, strict=False):
+    posts = ["accepted", "accepted", "rejected", "edited"]
+    for outcome, rid in zip(posts, ids, strict=False):
         extra = {"retained_fraction": 0.5} if outcome == "edited" else {}
         body = {"request_id": rid, "outcome": outcome, **extra}
         httpx.post(url + "/v1/feedback", json=body).raise_for_status()
+    # A change of mind: replaces the earlier post (the superseded series get data too).
+    body = {"request_id": ids[3], "outcome": "accepted", "retained_fraction": 0.9}
+    httpx.post(url + "/v1/feedback", json=body).raise_for_status()
     for i in range(4):  # streamed; telemetry.inject_stream_usage is off, so tokens are estimated
         with oa.chat.completions.create(
             model="gpt-4o-mini",

@@ -18,15 +18,16 @@ from guardline.dashboards.kit import (
     Board,
     aggregate,
     bars,
+    counted_mean,
+    counted_quantile,
+    counted_rate,
     eq,
     graph,
     grid,
     label,
     legend,
     matches,
-    mean,
     ne,
-    quantile,
     query,
     ratio,
     single,
@@ -57,8 +58,9 @@ def build() -> Dashboard:
     blocks = sum_rate(n.ACTIONS, eq(n.ACTION, BLOCK))
     redactions = sum_rate(n.ACTIONS, eq(n.ACTION, REDACT))
     toxicity = ratio(sum_rate(n.FINDINGS, eq(n.DETECTOR, TOXICITY)), requests)
-    feedback = sum_rate(n.FEEDBACK)
-    acceptance = ratio(sum_rate(n.FEEDBACK, eq(n.FEEDBACK_OUTCOME, ACCEPTED)), feedback)
+    # Each call's latest feedback: every post, minus the posts a later one replaced.
+    feedback = counted_rate(n.FEEDBACK)
+    acceptance = ratio(counted_rate(n.FEEDBACK, eq(n.FEEDBACK_OUTCOME, ACCEPTED)), feedback)
     gendered = (
         eq(n.DETECTOR, STEREOTYPE),
         eq(n.CATEGORY, GENDERED_OCCUPATION),
@@ -99,16 +101,18 @@ def build() -> Dashboard:
         ),
         single(
             "Acceptance rate",
-            "Feedback whose outcome is accepted, out of all feedback (accepted, rejected, edited).",
+            "Calls whose latest feedback is accepted, out of all calls with feedback "
+            "(accepted, rejected, edited); a later post on a call replaces the earlier.",
             units.PercentUnit,
             query(acceptance, "accepted"),
             steps=((None, "red"), (0.5, "orange"), (0.8, "green")),
         ),
         single(
             "Retention (mean)",
-            "Mean share of an answer the user kept, from feedback that reports retained_fraction.",
+            "Mean share of an answer the user kept, from each call's latest feedback that "
+            "reports retained_fraction.",
             units.PercentUnit,
-            query(mean(n.RETAINED), "mean"),
+            query(counted_mean(n.RETAINED), "mean"),
         ),
         single(
             "Dropped samples (time range)",
@@ -220,12 +224,15 @@ def build() -> Dashboard:
     board.row("Feedback and implicit signals").add(
         graph(
             "Acceptance rate by model",
-            "Accepted feedback out of all feedback, per requested model.",
+            "Calls whose latest feedback is accepted, out of all calls with feedback, per "
+            "requested model.",
             units.PercentUnit,
             query(
                 ratio(
-                    sum_rate(n.FEEDBACK, eq(n.FEEDBACK_OUTCOME, ACCEPTED), by=(n.REQUEST_MODEL,)),
-                    sum_rate(n.FEEDBACK, by=(n.REQUEST_MODEL,)),
+                    counted_rate(
+                        n.FEEDBACK, eq(n.FEEDBACK_OUTCOME, ACCEPTED), by=(n.REQUEST_MODEL,)
+                    ),
+                    counted_rate(n.FEEDBACK, by=(n.REQUEST_MODEL,)),
                 ),
                 legend(n.REQUEST_MODEL),
             ),
@@ -233,19 +240,24 @@ def build() -> Dashboard:
         ),
         graph(
             "Feedback by outcome",
-            "Feedback posted to /v1/feedback per second, by outcome.",
+            "Feedback per second by outcome, each call's latest post counted once (a post "
+            "that replaces an earlier one moves its call from the earlier outcome to its "
+            "own), and the posts replaced.",
             PER_SECOND,
             query(
-                sum_rate(n.FEEDBACK, by=(n.FEEDBACK_OUTCOME,)),
+                counted_rate(n.FEEDBACK, by=(n.FEEDBACK_OUTCOME,)),
                 legend(n.FEEDBACK_OUTCOME),
+                "A",
             ),
+            query(sum_rate(n.FEEDBACK_SUPERSEDED), "replaced", "B"),
         ),
         graph(
             "Retention",
-            "Share of an answer the user kept (retained_fraction): median and mean.",
+            "Share of an answer the user kept (retained_fraction, from each call's latest "
+            "feedback): median and mean.",
             units.PercentUnit,
-            query(quantile(0.5, n.RETAINED), "p50", "A"),
-            query(mean(n.RETAINED), "mean", "B"),
+            query(counted_quantile(0.5, n.RETAINED), "p50", "A"),
+            query(counted_mean(n.RETAINED), "mean", "B"),
             max_value=1,
         ),
         graph(

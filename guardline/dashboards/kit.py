@@ -104,6 +104,9 @@ LABELS: Mapping[Instrument, frozenset[str]] = {
         (n.FEEDBACK, (*_FEEDBACK, n.FEEDBACK_OUTCOME)),
         (n.RETAINED, _FEEDBACK),
         (n.SCORE, _FEEDBACK),
+        (n.FEEDBACK_SUPERSEDED, (*_FEEDBACK, n.FEEDBACK_OUTCOME)),
+        (n.RETAINED_SUPERSEDED, _FEEDBACK),
+        (n.SCORE_SUPERSEDED, _FEEDBACK),
         (n.SIGNALS, (*_COMMON, n.SIGNAL)),
         (n.RECORDING_CPU, ()),
         (n.DETECTOR_BACKEND, (n.DETECTOR, n.BACKEND)),
@@ -292,6 +295,33 @@ def mean(spec: Instrument, *matchers: Matcher, by: Sequence[str] = ()) -> str:
     """A histogram's mean observation over the rate window."""
     total = sum_rate(spec, *matchers, by=by, part="sum")
     return f"{total} / {sum_rate(spec, *matchers, by=by, part='count')}"
+
+
+def counted_rate(
+    spec: Instrument, *matchers: Matcher, by: Sequence[str] = (), part: Part | None = None
+) -> str:
+    """A feedback instrument's per-second rate with the posts that later posts on the same
+    request id replaced taken out (its ``names.SUPERSEDED`` twin, same labels), so each
+    call's latest feedback counts once. Nothing is taken out of a group the twin has no
+    series for yet."""
+    posts = sum_rate(spec, *matchers, by=by, part=part)
+    replaced = sum_rate(n.SUPERSEDED[spec], *matchers, by=by, part=part)
+    return f"({posts} - ({replaced} or 0 * {posts}))"
+
+
+def counted_mean(spec: Instrument, *matchers: Matcher, by: Sequence[str] = ()) -> str:
+    """:func:`mean` of a feedback histogram, counting each call's latest post only."""
+    total = counted_rate(spec, *matchers, by=by, part="sum")
+    return f"{total} / {counted_rate(spec, *matchers, by=by, part='count')}"
+
+
+def counted_quantile(q: float, spec: Instrument, *matchers: Matcher, by: Sequence[str] = ()) -> str:
+    """:func:`quantile` of a feedback histogram, counting each call's latest post only."""
+    _check_labels(spec, by)
+    grouped = f"sum by ({', '.join(['le', *map(label, by)])}) "
+    posts = grouped + f"({rate(spec, *matchers, part='bucket')})"
+    replaced = grouped + f"({rate(n.SUPERSEDED[spec], *matchers, part='bucket')})"
+    return f"histogram_quantile({q}, {posts} - ({replaced} or 0 * {posts}))"
 
 
 def ratio(numerator: str, denominator: str) -> str:

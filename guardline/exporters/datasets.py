@@ -5,7 +5,8 @@ Exchange records are joined with their feedback by ``request_id``; the joined re
 ``reference`` is the feedback's ``correction``. Delivery is at least once, so an exchange
 record seen again (same ``request_id``) is dropped and counted, and so is a feedback record
 identical to one already read; of distinct feedback records for one exchange the latest (by
-``time``) wins. A line that is not a version-1 record is skipped, counted and logged by
+``time``; of equal times, the last read) wins, as a later post replaces an earlier one in
+the proxy's metrics. A line that is not a version-1 record is skipped, counted and logged by
 file and line number, never by content.
 
 Exporting (``export``): filters, then one JSON object per line, UTF-8 without a BOM, no
@@ -216,7 +217,9 @@ def join_records(
             stats.orphan_feedback += len(posts)
         if rid not in exchanges:
             continue
-        latest = max(posts, key=lambda post: post[0])[1]["feedback"]  # the first of a tie
+        # The latest by time; of a tie, the last read (a writer's file and a Kafka
+        # partition, where one id's records all go, are in the order they were posted).
+        latest = max(reversed(posts), key=lambda post: post[0])[1]["feedback"]
         exchanges[rid].record["feedback"] = latest
         if _real(latest.get("correction")):
             exchanges[rid].record["reference"] = latest["correction"]
@@ -265,6 +268,7 @@ def _parse(line: bytes) -> tuple[dict[str, Any] | None, str]:
 _Types = Mapping[str, tuple[bool, tuple[type, ...]]]
 _EXCHANGE: _Types = {
     "request_id": (True, (str,)),
+    "client_request_id": (False, (str,)),  # absent from records written before it existed
     "time": (True, (str,)),
     "selected": (True, (str,)),
     "model": (False, (str,)),

@@ -12,6 +12,7 @@ prefixed ``guardline.``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -126,7 +127,8 @@ ESTIMATED_TOKENS = Instrument(
 )  # fmt: skip
 FEEDBACK = Instrument(
     "guardline.feedback", "counter", "{feedback}",
-    "Feedback posted to /v1/feedback, by outcome (accepted, rejected, edited).",
+    "Feedback posted to /v1/feedback, every post, by outcome (accepted, rejected, edited). "
+    "Counted feedback (each call's latest post) is this minus guardline.feedback.superseded.",
 )  # fmt: skip
 RETAINED = Instrument(
     "guardline.feedback.retained_fraction", "histogram", "1",
@@ -135,6 +137,21 @@ RETAINED = Instrument(
 )  # fmt: skip
 SCORE = Instrument(
     "guardline.feedback.score", "histogram", "1", "Scores (0..1) reported with feedback.",
+    FRACTION_BUCKETS,
+)  # fmt: skip
+FEEDBACK_SUPERSEDED = Instrument(
+    "guardline.feedback.superseded", "counter", "{feedback}",
+    "Feedback posts a later post on the same request id replaced, by the earlier post's "
+    "outcome: subtract from guardline.feedback to count each call's latest feedback once.",
+)  # fmt: skip
+RETAINED_SUPERSEDED = Instrument(
+    "guardline.feedback.superseded.retained_fraction", "histogram", "1",
+    "The retained_fraction of replaced feedback posts: subtract from "
+    "guardline.feedback.retained_fraction.", FRACTION_BUCKETS,
+)  # fmt: skip
+SCORE_SUPERSEDED = Instrument(
+    "guardline.feedback.superseded.score", "histogram", "1",
+    "The score of replaced feedback posts: subtract from guardline.feedback.score.",
     FRACTION_BUCKETS,
 )  # fmt: skip
 SIGNALS = Instrument(
@@ -235,6 +252,9 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     FEEDBACK,
     RETAINED,
     SCORE,
+    FEEDBACK_SUPERSEDED,
+    RETAINED_SUPERSEDED,
+    SCORE_SUPERSEDED,
     SIGNALS,
     RECORDING_CPU,
     DETECTOR_BACKEND,
@@ -255,6 +275,14 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     REEVAL_SAMPLES,
     REEVAL_LAST,
 )
+
+SUPERSEDED: Mapping[Instrument, Instrument] = {
+    FEEDBACK: FEEDBACK_SUPERSEDED,
+    RETAINED: RETAINED_SUPERSEDED,
+    SCORE: SCORE_SUPERSEDED,
+}
+"""Feedback instruments count every post; each one's twin counts (with the same labels) the
+posts a later one on the same request id replaced. What counts is the difference."""
 
 # -- attributes ----------------------------------------------------------------------------
 # GenAI semantic-convention attributes.
@@ -304,6 +332,7 @@ EVALUATION_LABEL = "gen_ai.evaluation.score.label"
 EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
 RESPONSE_ID = "gen_ai.response.id"
 REQUEST_ID = "guardline.request_id"  # span attribute only, never a label
+CLIENT_REQUEST_ID = "guardline.client_request_id"  # the client's x-request-id; span only
 FINDINGS_COUNT = "guardline.findings.count"
 FINDINGS_CATEGORIES = "guardline.findings.categories"
 ACTIONS_TAKEN = "guardline.actions"

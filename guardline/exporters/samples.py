@@ -74,7 +74,9 @@ def sample_record(
 ) -> dict[str, Any]:
     """One exchange record, JSON-ready. ``prompt`` and ``response`` must already be
     redacted. Its ``feedback`` is null as written: feedback arrives later as its own
-    record (``feedback_record``) and readers join the two by ``request_id``."""
+    record (``feedback_record``) and readers join the two by ``request_id`` (Guardline's
+    own id, unique per exchange; ``client_request_id`` is the client's ``x-request-id``,
+    for correlation only, and may be shared by several exchanges or be null)."""
     reply = exchange.reply
     done = exchange.done or exchange.received
     wall = received_at if received_at is not None else time.time() - (done - exchange.received)
@@ -82,6 +84,7 @@ def sample_record(
         "schema_version": SCHEMA_VERSION,
         "kind": "exchange",
         "request_id": exchange.request_id,
+        "client_request_id": exchange.client_request_id,
         "trace_id": trace_id,
         "span_id": span_id,
         "time": iso_time(wall),

@@ -78,7 +78,12 @@ class Telemetry(Protocol):
         """Record a finished exchange (``content``: redacted input and output text)."""
         ...
 
-    def feedback(self, attribution: Attribution, feedback: Feedback) -> None: ...
+    def feedback(
+        self, attribution: Attribution, feedback: Feedback, replaced: Feedback | None = None
+    ) -> None:
+        """Record one feedback post; ``replaced`` is the earlier post on the same request
+        id it supersedes (counted as superseded, so each call's feedback counts once)."""
+        ...
 
     def detectors(self, backends: Mapping[str, str]) -> None:
         """Report which backend each detector runs."""
@@ -115,7 +120,9 @@ class NullTelemetry:
     def finish(self, exchange: Exchange, content: tuple[str, str] | None = None) -> None:
         return None
 
-    def feedback(self, attribution: Attribution, feedback: Feedback) -> None:
+    def feedback(
+        self, attribution: Attribution, feedback: Feedback, replaced: Feedback | None = None
+    ) -> None:
         return None
 
     def detectors(self, backends: Mapping[str, str]) -> None:
@@ -192,6 +199,9 @@ class OTelTelemetry:
         self._feedback = meters.counter(n.FEEDBACK)
         self._retained = meters.histogram(n.RETAINED)
         self._score = meters.histogram(n.SCORE)
+        self._superseded = meters.counter(n.FEEDBACK_SUPERSEDED)
+        self._retained_superseded = meters.histogram(n.RETAINED_SUPERSEDED)
+        self._score_superseded = meters.histogram(n.SCORE_SUPERSEDED)
         self._signals = meters.counter(n.SIGNALS)
         self._streams = meters.counter(n.ACTIVE_STREAMS)
         self._recording_cpu = meters.counter(n.RECORDING_CPU)
@@ -280,7 +290,11 @@ class OTelTelemetry:
                 exchange, usage=usage, cost=cost, error=error, done=done, content=content
             )
 
-    def feedback(self, attribution: Attribution, feedback: Feedback) -> None:
+    def feedback(
+        self, attribution: Attribution, feedback: Feedback, replaced: Feedback | None = None
+    ) -> None:
+        # Every post is counted, and so is every post a later one replaced: counters only
+        # grow (rate() works), and each call's latest feedback is the difference.
         labels: Labels = (
             (n.PROVIDER_NAME, attribution.provider),
             (n.ROUTE, attribution.route),
@@ -292,6 +306,13 @@ class OTelTelemetry:
             self._retained.record(feedback.retained_fraction, labels)
         if feedback.score is not None:
             self._score.record(feedback.score, labels)
+        if replaced is None:
+            return
+        self._superseded.add(1, (*labels, (n.FEEDBACK_OUTCOME, replaced.outcome)))
+        if replaced.retained_fraction is not None:
+            self._retained_superseded.record(replaced.retained_fraction, labels)
+        if replaced.score is not None:
+            self._score_superseded.record(replaced.score, labels)
 
     def detectors(self, backends: Mapping[str, str]) -> None:
         values: dict[Labels, float] = {
@@ -483,6 +504,8 @@ class OTelTelemetry:
             n.STREAM: exchange.stream,
             n.OVERHEAD_SECONDS: _overhead(exchange, done),
         }
+        if exchange.client_request_id:
+            attributes[n.CLIENT_REQUEST_ID] = exchange.client_request_id
         operation = OPERATIONS.get(exchange.endpoint)
         if operation is not None:
             attributes[n.OPERATION_NAME] = operation

@@ -20,8 +20,8 @@ from guardline.exporters.telemetry import Telemetry
 from guardline.proxy.adapters import ADAPTERS, provider_for
 from guardline.proxy.context import ProxyContext
 from guardline.proxy.endpoint import ProxyEndpoint, send_error
-from guardline.proxy.feedback import FeedbackEndpoint
-from guardline.proxy.headers import request_id
+from guardline.proxy.feedback import FeedbackEndpoint, FeedbackMemory
+from guardline.proxy.headers import new_request_id
 from guardline.proxy.transport import Transport
 from guardline.settings import Settings
 
@@ -101,6 +101,9 @@ def create_app(
         context.telemetry.feedback,
         samples=context.samples.feedback if context.samples.active else None,
         max_body_bytes=_FEEDBACK_MAX_BYTES,
+        memory=FeedbackMemory(
+            settings.feedback.memory, max_age=context.signer.max_age, clock=context.signer.clock
+        ),
     )
     app.router.routes.append(Route("/v1/feedback", feedback, methods=None))
     app.router.routes.append(Route("/v1/{path:path}", ProxyEndpoint(context)))
@@ -137,7 +140,7 @@ class NotFoundEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
         adapter = ADAPTERS[provider_for(scope["path"], headers)]
-        rid = request_id(headers)
+        rid = new_request_id()
         err = RouteNotFoundError(
             f"Unknown route {scope['method']} {scope['path']}; Guardline proxies /v1/... paths.",
             code="route_not_found",

@@ -116,7 +116,8 @@ def _log_exchange(exchange: Exchange) -> None:
     """One access-log line per exchange at debug level: never content, headers or keys."""
     took = (exchange.done or exchange.received) - exchange.received
     log.debug(
-        "%s %s %s status=%s outcome=%s model=%s upstream=%s stream=%s took_ms=%.1f request_id=%s",
+        "%s %s %s status=%s outcome=%s model=%s upstream=%s stream=%s took_ms=%.1f request_id=%s"
+        " client_request_id=%s",
         exchange.method,
         exchange.path,
         exchange.endpoint.value,
@@ -127,4 +128,5 @@ def _log_exchange(exchange: Exchange) -> None:
         exchange.stream,
         took * 1000,
         exchange.request_id,
+        exchange.client_request_id or "-",
     )

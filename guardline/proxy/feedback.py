@@ -17,15 +17,29 @@ The body is ``{"request_id", "outcome", "score"?, "retained_fraction"?, "comment
     Bedrock ``referenceResponse``); redacted like the comment.
 
 Unknown fields are refused, so a misspelt field is an error rather than lost data. The
-endpoint answers ``202`` with ``{"status": "accepted", "request_id": <plain id>}``:
-the feedback is recorded, and reaches the exporters at their next collection.
+endpoint answers ``202`` with ``{"status": "accepted", "request_id": <plain id>,
+"replaced": <bool>}``: the feedback is recorded, and reaches the exporters at their next
+collection.
+
+One call counts once. A later post on the same request id replaces the earlier one: the
+metrics count every post and, for a post that replaced one, the earlier post as
+superseded (``guardline.feedback.superseded``, by its outcome), so counters only grow and
+each call's latest feedback is the difference; ``replaced`` says so in the answer. Each
+process remembers the last feedback of ``feedback.memory`` request ids (outcome and
+numbers, never text) for at most ``feedback.max_age`` (:class:`FeedbackMemory`). There is
+no shared store: a second post that lands on another replica, or another worker of
+``serve --workers N``, or after the first was forgotten, is not recognised and both posts
+count. Sample records carry every post either way, and dataset readers keep the latest
+one, so datasets are right even then.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -36,7 +50,7 @@ from starlette.types import Receive, Scope, Send
 from guardline.errors import GuardlineError, MalformedRequestError, RequestError
 from guardline.proxy.adapters import ADAPTERS, provider_for
 from guardline.proxy.endpoint import ClientDisconnectedError, body_chunks, send_error, send_json
-from guardline.proxy.headers import request_id
+from guardline.proxy.headers import new_request_id
 from guardline.proxy.signing import Attribution, RequestSigner
 from guardline.proxy.transport import Header
 
@@ -76,10 +90,71 @@ class Feedback:
         )
 
 
-FeedbackSink = Callable[[Attribution, Feedback], None]
-"""Records one attributed feedback (updates metrics); expected not to raise."""
+FeedbackSink = Callable[[Attribution, Feedback, Feedback | None], None]
+"""Records one attributed feedback (updates metrics), with the earlier feedback on the same
+request id it replaces (None: none known); expected not to raise."""
 FeedbackSamples = Callable[[str, Feedback], Awaitable[None]]
 """Hands feedback on a request id to the samples pipeline; expected not to raise."""
+
+
+DEFAULT_MEMORY = 50_000
+"""Request ids remembered by default (``feedback.memory``): about 15 MB per process."""
+_Entry = tuple[float, Outcome, float | None, float | None]
+
+
+class FeedbackMemory:
+    """The last feedback on each recent request id, in this process: what a later post on
+    the same id replaces.
+
+    Bounded by count (least recently posted forgotten first) and by age: an id whose token
+    has expired can take no more feedback, so it is forgotten once its ``issued +
+    max_age`` has passed (at the latest ``max_age`` after its last post). Only outcome,
+    score and retained fraction are kept, never the free text.
+    """
+
+    __slots__ = ("_clock", "_entries", "capacity", "max_age")
+
+    def __init__(
+        self, capacity: int, *, max_age: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.capacity = capacity
+        self.max_age = max_age
+        self._clock = clock
+        # request id -> (unix time it expires, outcome, score, retained fraction): a
+        # tuple is about half the size of a Feedback (~300 bytes an entry in all).
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def last(self, request_id: str) -> Feedback | None:
+        """The feedback last remembered for ``request_id`` (no free text), if any."""
+        entry = self._entries.get(request_id)
+        if entry is None:
+            return None
+        expires, outcome, score, retained = entry
+        if expires < self._clock():
+            del self._entries[request_id]
+            return None
+        return Feedback(outcome, score, retained, None)
+
+    def remember(self, attribution: Attribution, feedback: Feedback) -> None:
+        """``feedback`` is now the last on ``attribution``'s request id."""
+        if self.capacity <= 0:
+            return
+        entries = self._entries
+        rid = attribution.request_id
+        expires = float(attribution.issued + self.max_age)
+        entries[rid] = (expires, feedback.outcome, feedback.score, feedback.retained_fraction)
+        entries.move_to_end(rid)
+        while len(entries) > self.capacity:
+            entries.popitem(last=False)
+        now = self._clock()
+        while entries:
+            oldest = next(iter(entries.values()))
+            if oldest[0] >= now:
+                break
+            entries.popitem(last=False)
 
 
 def parse_feedback(body: bytes) -> tuple[str, Feedback]:
@@ -166,16 +241,20 @@ class FeedbackEndpoint:
         *,
         samples: FeedbackSamples | None = None,
         max_body_bytes: int = 64 * 1024,
+        memory: FeedbackMemory | None = None,
     ) -> None:
         self._signer = signer
         self._sink = sink
         self._samples = samples
         self._max_body_bytes = max_body_bytes
+        if memory is None:
+            memory = FeedbackMemory(DEFAULT_MEMORY, max_age=signer.max_age, clock=signer.clock)
+        self.memory = memory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[Header] = scope["headers"]
         adapter = ADAPTERS[provider_for(scope["path"], headers)]
-        rid = request_id(headers)
+        rid = new_request_id()
         try:
             if scope["method"] != "POST":
                 raise _method_not_allowed(scope["method"])
@@ -183,7 +262,10 @@ class FeedbackEndpoint:
             body = b"".join([chunk async for chunk in chunks])
             token, feedback = parse_feedback(body)
             attribution = self._signer.verify(token)
-            self._record(attribution, feedback)
+            # No await from here to remember(): posts on one id cannot interleave.
+            replaced = self.memory.last(attribution.request_id)
+            self._record(attribution, feedback, replaced)
+            self.memory.remember(attribution, feedback)  # only once it was recorded
             if self._samples is not None:
                 await self._samples(attribution.request_id, feedback)
         except ClientDisconnectedError:
@@ -192,12 +274,18 @@ class FeedbackEndpoint:
             extra = [(b"allow", b"POST")] if err.status == 405 else []
             await send_error(send, adapter, err, rid, extra)
             return
-        answer = orjson.dumps({"status": "accepted", "request_id": attribution.request_id})
-        await send_json(send, 202, answer, rid)
+        answer = {
+            "status": "accepted",
+            "request_id": attribution.request_id,
+            "replaced": replaced is not None,
+        }
+        await send_json(send, 202, orjson.dumps(answer), rid)
 
-    def _record(self, attribution: Attribution, feedback: Feedback) -> None:
+    def _record(
+        self, attribution: Attribution, feedback: Feedback, replaced: Feedback | None
+    ) -> None:
         try:
-            self._sink(attribution, feedback)
+            self._sink(attribution, feedback, replaced)
         except Exception as exc:
             # Neither the exception's text nor its traceback's source lines are logged:
             # either could quote the comment. Where it was raised is enough to find it.

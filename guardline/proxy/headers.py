@@ -77,12 +77,20 @@ def client_headers(
     return out
 
 
-def request_id(headers: Sequence[Header]) -> str:
-    """The client's ``x-request-id`` when it is a sane token, else a fresh random id."""
+def new_request_id() -> str:
+    """Guardline's own id for a call: 32 random hex digits, fresh for every exchange (so
+    no two calls share one, whatever their clients send)."""
+    return os.urandom(16).hex()
+
+
+def client_request_id(headers: Sequence[Header]) -> str | None:
+    """The client's ``x-request-id`` when it is a sane token (``[A-Za-z0-9._:-]{1,128}``),
+    else None. A correlation field only (logs, spans, sample records): it is never
+    Guardline's id, and it is forwarded upstream unchanged either way."""
     for name, value in headers:
         if name == _CLIENT_REQUEST_ID and _REQUEST_ID_OK.fullmatch(value):
             return value.decode()
-    return os.urandom(16).hex()
+    return None
 
 
 def _connection_tokens(headers: Sequence[Header]) -> frozenset[bytes]:

@@ -84,7 +84,8 @@ class Attribution:
     """What a signed request id carries: the labels feedback is attributed to."""
 
     request_id: str
-    """The plain id (the client's ``x-request-id`` or random hex)."""
+    """The plain id: Guardline's own, fresh for every call (random hex). Ids issued by
+    earlier versions may be a client's ``x-request-id``."""
     issued: int
     """Unix seconds."""
     provider: str
@@ -118,6 +119,11 @@ class RequestSigner:
         self.ephemeral = False
         """True when the secret is random for this process (feedback then only works on
         the replica that served the call); the caller warns about it."""
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The Unix time ids are issued and checked against."""
+        return self._clock
 
     @classmethod
     def from_settings(cls, settings: FeedbackSettings) -> RequestSigner:

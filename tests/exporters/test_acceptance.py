@@ -28,10 +28,14 @@ def _post(url: str, rid: str, outcome: str, **extra: Any) -> httpx.Response:
     return httpx.post(url + "/v1/feedback", json={"request_id": rid, "outcome": outcome, **extra})
 
 
+def _counted(obs: Observed, spec: n.Instrument = n.FEEDBACK, **labels: str) -> float:
+    """Posts minus the posts a later one on the same request id replaced."""
+    return obs.total(spec, **labels) - obs.total(n.SUPERSEDED[spec], **labels)
+
+
 def _acceptance(obs: Observed, **labels: str) -> float:
-    accepted = obs.total(n.FEEDBACK, **{n.FEEDBACK_OUTCOME: "accepted"}, **labels)
-    every = obs.total(n.FEEDBACK, **labels)
-    return accepted / every
+    accepted = _counted(obs, **{n.FEEDBACK_OUTCOME: "accepted"}, **labels)
+    return accepted / _counted(obs, **labels)
 
 
 def test_accepted_and_rejected_feedback_move_the_acceptance_rate(
@@ -43,10 +47,19 @@ def test_accepted_and_rejected_feedback_move_the_acceptance_rate(
         for rid, outcome in zip(ids, ["accepted", "accepted", "accepted", "rejected"], strict=True):
             assert _post(obs.url, rid, outcome).status_code == 202
         assert _acceptance(obs, **{n.APP: "support-bot"}) == pytest.approx(0.75)
+        # The user changes their mind: the later post replaces the earlier, 2 of 4 now.
         assert _post(obs.url, ids[0], "rejected").status_code == 202
-        assert _acceptance(obs, **{n.APP: "support-bot"}) == pytest.approx(0.6)
+        assert _acceptance(obs, **{n.APP: "support-bot"}) == pytest.approx(0.5)
+        assert obs.total(n.FEEDBACK) == 5  # every post, so the counters only grow
+        assert obs.total(n.FEEDBACK_SUPERSEDED, **{n.FEEDBACK_OUTCOME: "accepted"}) == 1
         assert _post(obs.url, ids[1], "edited", retained_fraction=0.25).status_code == 202
         assert obs.hist_sum(n.RETAINED, **{n.APP: "support-bot"}) == pytest.approx(0.25)
+        assert _post(obs.url, ids[1], "edited", retained_fraction=0.75).status_code == 202
+        assert _acceptance(obs, **{n.APP: "support-bot"}) == pytest.approx(0.25)
+        # Retention too counts each call's latest post: 0.75, not the mean of both.
+        assert _counted(obs, n.RETAINED) == 1
+        retained = obs.hist_sum(n.RETAINED) - obs.hist_sum(n.RETAINED_SUPERSEDED)
+        assert retained == pytest.approx(0.75)
 
 
 def test_feedback_at_another_replica_is_attributed_by_the_signed_id(

@@ -251,6 +251,43 @@ def test_replayed_records_are_read_once(tmp_path: Path) -> None:
     assert "2 duplicate feedback" in result.summary()
 
 
+def test_the_later_feedback_wins_also_within_one_millisecond(tmp_path: Path) -> None:
+    """As in the proxy's metrics, a later post on one request id replaces the earlier:
+    by time, and of equal times (one millisecond) the one written later."""
+    data = tmp_path / "samples"
+    rejected = feedback("r1", clock="10:05:00", outcome="rejected")
+    accepted = feedback("r1", "Fine after all.", clock="10:05:00", outcome="accepted")
+    write(data, "samples", [record("r1"), rejected, accepted])
+    write(data, "samples-w1", [record("r2"), feedback("r2", "Late.", clock="10:09:00")])
+    write(data, "samples-w2", [feedback("r2", "Early.", clock="10:01:00", outcome="rejected")])
+    samples, stats = read_dataset(data)
+    one, two = (s.record for s in samples)
+    assert one["feedback"]["outcome"] == "accepted"
+    assert one["reference"] == "Fine after all."
+    assert (two["feedback"]["outcome"], two["reference"]) == ("edited", "Late.")
+    assert stats.duplicate_feedback == 0
+    # The reverse order of the same two posts: the rejection is the later, and wins.
+    again = tmp_path / "again"
+    write(again, "samples", [record("r1"), accepted, rejected])
+    (sample,), _ = read_dataset(again)
+    assert sample.record["feedback"]["outcome"] == "rejected"
+    assert sample.record["reference"] is None  # the latest post gave no correction
+
+
+def test_the_client_request_id_is_read_and_optional(tmp_path: Path) -> None:
+    data = tmp_path / "samples"
+    current = record("r1")
+    assert current["client_request_id"] is None
+    shared = dict(record("r2"), client_request_id="order-7")
+    older = {k: v for k, v in record("r3").items() if k != "client_request_id"}
+    wrong = dict(record("r4"), client_request_id=7)
+    write(data, "samples", [current, shared, older, wrong])
+    samples, stats = read_dataset(data)
+    assert [s.record["request_id"] for s in samples] == ["r1", "r2", "r3"]
+    assert samples[1].record["client_request_id"] == "order-7"
+    assert stats.bad_lines == 1
+
+
 def test_bad_lines_are_skipped_counted_and_logged_without_content(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

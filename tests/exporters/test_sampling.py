@@ -14,6 +14,7 @@ import pytest
 
 from guardline.exporters import names as n
 from guardline.exporters.content import WITHHELD
+from guardline.exporters.datasets import read_dataset
 from guardline.exporters.jsonl import files
 from guardline.simulator import Simulator
 from tests.conftest import anthropic_client, eventually, openai_client
@@ -188,6 +189,48 @@ def test_rejected_feedback_makes_a_sample_of_an_unselected_exchange(
     assert first["feedback"]["outcome"] == "rejected"
     assert "wrong, mail" in first["feedback"]["comment"]
     assert third["feedback"]["correction"] == "The meeting agreed on the budget."
+
+
+def test_ids_stay_unique_when_clients_share_one_and_the_later_feedback_wins(
+    echo_sim: Running[Simulator], tmp_path: Path
+) -> None:
+    flagged = [{"role": "user", "content": "Mail the invoice to dana.w@example.com, please."}]
+    plain = [{"role": "user", "content": "Summarise the meeting notes."}]
+    shared = {"x-request-id": "shared-9"}
+    with _gateway(echo_sim, tmp_path) as gw:
+        client = openai_client(gw.url)
+        tokens = [
+            client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=messages, extra_headers=shared
+            ).headers["x-guardline-request-id"]
+            for messages in (flagged, flagged, plain)
+        ]
+        posts = [  # the user changes their mind on the first and on the third
+            (tokens[0], "rejected"),
+            (tokens[0], "accepted"),
+            (tokens[2], "accepted"),  # unselected and accepted: no record
+            (tokens[2], "rejected"),  # now a sample after all
+        ]
+        for token, outcome in posts:
+            post = {"request_id": token, "outcome": outcome}
+            assert httpx.post(gw.url + "/v1/feedback", json=post).status_code == 202
+        records = _settled(gw, tmp_path, 6)
+    ids = [token.split("~")[0] for token in tokens]
+    assert len(set(ids)) == 3
+    exchanges = {r["request_id"]: r for r in records if r["kind"] == "exchange"}
+    assert set(exchanges) == set(ids)
+    assert {r["client_request_id"] for r in exchanges.values()} == {"shared-9"}
+    posted = [r for r in records if r["kind"] == "feedback"]
+    assert [(r["request_id"], r["feedback"]["outcome"]) for r in posted] == [
+        (ids[0], "rejected"),
+        (ids[0], "accepted"),
+        (ids[2], "rejected"),
+    ]
+    joined = {s.record["request_id"]: s.record for s in read_dataset(tmp_path)[0]}
+    assert joined[ids[0]]["feedback"]["outcome"] == "accepted"  # the later post wins
+    assert joined[ids[1]]["feedback"] is None  # the other call with the same client id
+    assert joined[ids[2]]["feedback"]["outcome"] == "rejected"
+    assert joined[ids[2]]["selected"] == "feedback"
 
 
 def test_without_a_pii_detector_text_is_withheld(

@@ -205,6 +205,22 @@ def test_traceparent_is_continued_and_propagated(sim: Running[Simulator], obs: O
     assert sent == f"00-{trace_id}-{format(span.context.span_id, '016x')}-01"
 
 
+def test_the_span_carries_the_client_request_id_beside_guardline_s(
+    sim: Running[Simulator], obs: Observed
+) -> None:
+    client = openai_client(obs.url)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-request-id": "corr-7"}
+    )
+    span = _one_span(obs)
+    assert span.attributes[n.CLIENT_REQUEST_ID] == "corr-7"
+    signed = raw.headers["x-guardline-request-id"]
+    assert span.attributes[n.REQUEST_ID] == signed.split("~")[0] != "corr-7"
+    obs.spans.clear()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert n.CLIENT_REQUEST_ID not in _one_span(obs).attributes
+
+
 def test_without_span_exporters_the_client_traceparent_passes_through(
     sim: Running[Simulator], gw: Running[Any]
 ) -> None:

@@ -75,7 +75,9 @@ def test_client_gets_upstream_bytes(
     else:
         assert record.body == body  # the upstream got the request as the client sent it
         assert received == sent
-    assert RequestSigner.plain_id(response_headers["x-guardline-request-id"]) == rid
+    # Guardline's own id, not the client's x-request-id (which reached the upstream as sent).
+    assert len(RequestSigner.plain_id(response_headers["x-guardline-request-id"])) == 32
+    assert RequestSigner.plain_id(response_headers["x-guardline-request-id"]) != rid
     upstream_id = "request-id" if path == "/v1/messages" else "x-request-id"
     assert response_headers[upstream_id].startswith("req_")
     assert response_headers["content-type"].startswith(

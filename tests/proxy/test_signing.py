@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from guardline.errors import MalformedRequestError, PermissionDeniedError
 from guardline.exchange import Endpoint
-from guardline.proxy.headers import request_id
+from guardline.proxy.headers import client_request_id, new_request_id
 from guardline.proxy.signing import MAX_TOKEN_CHARS, Attribution, RequestSigner
 from guardline.settings import FeedbackSettings
 
@@ -244,11 +244,19 @@ def test_plain_id() -> None:
         assert RequestSigner.plain_id(not_signed) == not_signed
 
 
-def test_request_ids_from_headers_sign_cleanly() -> None:
+def test_request_ids_are_fresh_whatever_the_client_sends_and_sign_cleanly() -> None:
     s = signer()
-    for headers in ([], [(b"x-request-id", b"client:id.1-2_3")]):
-        rid = request_id(headers)
+    client: list[tuple[bytes, bytes]] = [(b"x-request-id", b"client:id.1-2_3")]
+    ids = [new_request_id() for _ in range(4)]
+    assert len(set(ids)) == 4
+    for rid in ids:
+        assert re.fullmatch(r"[0-9a-f]{32}", rid)
         assert s.verify(s.sign(attribution(request_id=rid))).request_id == rid
+    # The client's own id is kept apart, as a correlation field, when it is sane.
+    assert client_request_id(client) == "client:id.1-2_3"
+    assert client_request_id([]) is None
+    for junk in (b"has spaces", b"x" * 129, b"", b"tab\t", "é".encode()):
+        assert client_request_id([(b"x-request-id", junk)]) is None
 
 
 def test_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
