@@ -304,7 +304,8 @@ def _serve(args: argparse.Namespace) -> None:
     sock = bind(settings.host, settings.port)  # before loading detectors: fail fast
     app = create_app(settings)
     announce(sock)
-    run(serve_all([(make_server(app, log_level=settings.log_level), sock)]))
+    server = make_server(app, log_level=settings.log_level, ingress=settings.ingress)
+    run(serve_all([(server, sock)]))
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -346,7 +347,10 @@ def _demo(args: argparse.Namespace) -> None:
     run(
         serve_all(
             [
-                (make_server(proxy, log_level=settings.log_level), proxy_sock),
+                (
+                    make_server(proxy, log_level=settings.log_level, ingress=settings.ingress),
+                    proxy_sock,
+                ),
                 (make_server(simulator, log_level=settings.log_level), sim_sock),
             ]
         )

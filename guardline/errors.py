@@ -11,6 +11,7 @@
     │   ├── RouteNotFoundError      404  unknown path, or no route for the model
     │   └── GuardrailBlockedError   400  a guard-mode policy blocked the request or response
     ├── GuardrailError              503  a guard-mode detector failed: fail closed
+    ├── ServerBusyError             503  over ``ingress.max_connections``: shed at the door
     └── UpstreamError               the upstream failed us (5xx, provider-shaped)
         ├── UpstreamTimeoutError    504  connect or read timed out
         ├── UpstreamConnectError    502  connection refused / reset / TLS failure
@@ -114,6 +115,20 @@ class GuardrailError(GuardlineError):
             "policy blocks what it cannot check."
         )
         self.detector = detector
+
+
+class ServerBusyError(GuardlineError):
+    """Guardline itself is full: a connection over ``ingress.max_connections`` gets this
+    (with ``retry-after``) and is closed. Not an upstream failure: the call never left."""
+
+    status = 503
+    code = "server_busy"
+    anthropic_type = "overloaded_error"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Guardline is serving as many connections as it is configured to; retry shortly."
+        )
 
 
 class UpstreamError(GuardlineError):

@@ -20,6 +20,8 @@ from starlette.types import ASGIApp
 
 from guardline import __version__
 from guardline.errors import StartupError
+from guardline.proxy.ingress import protocol_class
+from guardline.settings import IngressSettings
 
 log = logging.getLogger("guardline")
 
@@ -57,10 +59,14 @@ def announce(sock: socket.socket) -> None:
     log.info("OpenAI SDK base_url=%s/v1 · Anthropic SDK base_url=%s", url, url)
 
 
-def make_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:
+def make_server(
+    app: ASGIApp, *, log_level: str = "info", ingress: IngressSettings | None = None
+) -> uvicorn.Server:
+    """``ingress``: the client-connection limits (head and body deadlines, the connection
+    cap; ``guardline.proxy.ingress``); unset, their defaults."""
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=protocol_class(ingress or IngressSettings()),
         ws="none",
         lifespan="on",
         log_config=None,

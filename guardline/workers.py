@@ -231,7 +231,7 @@ def _serve(sock: socket.socket, settings: Settings, parent: int) -> int:
     except GuardlineError as exc:
         print(f"guardline: error: {exc.message}", file=sys.stderr)
         return _STARTUP_FAILED
-    server = make_server(app, log_level=settings.log_level)
+    server = make_server(app, log_level=settings.log_level, ingress=settings.ingress)
     run(serve_all([(server, sock)]))
     return 0 if server.started else _STARTUP_FAILED
 

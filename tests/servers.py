@@ -18,7 +18,13 @@ from guardline.exporters.telemetry import Telemetry
 from guardline.proxy.app import create_app
 from guardline.proxy.context import ProxyContext
 from guardline.server import bind, bound_url, make_server
-from guardline.settings import DetectorsSettings, Settings, SimulatorSettings, load_settings
+from guardline.settings import (
+    DetectorsSettings,
+    IngressSettings,
+    Settings,
+    SimulatorSettings,
+    load_settings,
+)
 from guardline.simulator import Simulator, create_simulator
 
 App = TypeVar("App", bound=ASGIApp)
@@ -44,10 +50,16 @@ class Running(Generic[App]):
 
 
 @contextmanager
-def running(app: App, host: str = "127.0.0.1", **config: Any) -> Iterator[Running[App]]:
-    """``config``: uvicorn Config attributes, e.g. ssl_certfile or timeout_keep_alive."""
+def running(
+    app: App,
+    host: str = "127.0.0.1",
+    ingress: IngressSettings | None = None,
+    **config: Any,
+) -> Iterator[Running[App]]:
+    """``config``: uvicorn Config attributes, e.g. ssl_certfile or timeout_keep_alive;
+    ``ingress``: the client-connection limits (default: their defaults)."""
     sock = bind(host, 0)
-    server = make_server(app, log_level="warning")
+    server = make_server(app, log_level="warning", ingress=ingress)
     for key, value in config.items():
         setattr(server.config, key, value)
     loop = asyncio.new_event_loop()
@@ -116,7 +128,7 @@ def proxy(
         detectors = default_detectors()
     guardrails = Guardrails(settings, detectors)
     app = create_app(settings, guardrails=guardrails, telemetry=telemetry)
-    with running(app) as server:
+    with running(app, ingress=settings.ingress) as server:
         yield server
 
 
