@@ -1,14 +1,18 @@
 """The stream guard (DESIGN section 5): no text a guard-mode detector would flag ever
 reaches the client, at a cost linear in the length of the stream.
 
-Each *channel* (a choice's content, a content block, a tool call's arguments) accumulates
-its text. Text is released only once *cleared*: scanned in a window that ends at a
-sentence boundary (or, past ``max_hold`` characters without one, at a word boundary with
-128 characters held back), never inside a finding. Each window is scanned once; detectors
-that need left context (presidio's context words) also see their ``context_chars`` before
-it. Events whose text is not cleared wait, and every event after them waits too, so
+Each *channel* (a choice's content, a content block, a tool call's arguments: every
+string of a delta, whatever its field) accumulates its text. Text is released only once
+*cleared*: scanned in a window that ends at a sentence boundary (or, past ``max_hold``
+characters without one, at a word boundary with 128 characters held back), never inside
+a finding. Each window is scanned once; detectors that need left context (presidio's
+context words) also see their ``context_chars`` before it. Every other string of an event
+(ids and enums excepted, see ``adapters.fields``) is scanned whole before the event may
+go. Events whose text is not cleared wait, and every event after them waits too, so
 order is kept. Replacements land in the event where their span starts; an event whose
-text did not change is sent as its original bytes.
+text did not change is sent as its original bytes, and one that changed loses its
+log-probabilities (their tokens would spell the original). Comments, ``id`` and other
+SSE lines besides ``event`` and ``data`` are not forwarded in guard mode.
 
 Monitor-mode detectors see the same windows in the background and never hold anything.
 """
@@ -23,8 +27,9 @@ import orjson
 
 from guardline.detectors.redaction import resolve
 from guardline.detectors.sentences import last_boundary
+from guardline.errors import GuardrailBlockedError, UpstreamProtocolError
 from guardline.exchange import Endpoint
-from guardline.proxy.adapters import Adapter, ChannelKey, TextRef
+from guardline.proxy.adapters import Adapter, ChannelKey, TextRef, channels, fields
 from guardline.proxy.inspection import Inspector
 from guardline.proxy.sse import SSEEvent
 
@@ -41,6 +46,7 @@ class _Channel:
     """``text[:watched]`` has been handed to the monitor-mode scan."""
     searched: int = 0
     closed: bool = False
+    signed: bool = False
     replacements: list[tuple[int, int, str]] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
@@ -66,6 +72,10 @@ class _Held:
     data: dict[str, Any] | None
     segments: list[_Segment]
     finals: list[tuple[_Channel, TextRef]]
+    rewritten: bool = False
+    """A whole text of the event was rewritten already."""
+    whole: bool = False
+    """The event has strings scanned whole (it is then never sent in two parts)."""
 
 
 class StreamGuard:
@@ -79,7 +89,6 @@ class StreamGuard:
         self._redactor = inspector.guardrails.redactor
         self._channels: dict[ChannelKey, _Channel] = {}
         self._pending: deque[_Held] = deque()
-        self._splittable = adapter.splittable(endpoint)
         self.holding = inspector.guarding("response")
         self._watching = inspector.monitoring("response")
 
@@ -96,31 +105,42 @@ class StreamGuard:
     async def feed(self, event: SSEEvent, data: dict[str, Any] | None) -> bytes:
         """Take one upstream event; return the bytes that may go to the client now.
         Raises GuardrailBlockedError / GuardrailError when the policy stops the stream."""
-        adapter, endpoint = self._adapter, self._endpoint
+        provider = self._adapter.provider
         if data is None:
             texts, closes, finals = [], [], []
             if event.data == "[DONE]":
                 closes = [()]
         else:
-            texts = adapter.event_texts(endpoint, event, data)
-            closes = adapter.event_closes(endpoint, event, data)
-            finals = adapter.final_texts(endpoint, event, data)
+            texts = channels.event_texts(provider, data)
+            closes = channels.event_closes(event, data)
+            finals = channels.final_texts(data)
         if not self.holding:
             self._observe(texts, closes)
             return event.raw
-        if not (texts or closes or finals or self._pending):
+        if event.event is not None and not fields.ENUM.check(event.event, {}):
+            raise UpstreamProtocolError("The upstream sent a stream event with an invalid name.")
+        whole = []
+        if data is not None:
+            known = frozenset((id(r.holder), r.key) for _, r in (*texts, *finals))
+            whole = fields.texts(data, provider, known)
+        if not (texts or closes or finals or whole or self._pending or event.extra):
             return event.raw
-        held = _Held(event, data, [], [])
+        held = _Held(event, data, [], [], whole=bool(whole))
+        if whole:  # complete values: scanned now, in one pass
+            held.rewritten = bool(await self._inspector.guard_texts("response", whole))
         touched: list[_Channel] = []
         for key, ref in texts:
-            channel = self._channels.setdefault(key, _Channel())
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = self._channels[key] = _Channel(signed=ref.signed)
+            channel.closed = False  # more text: it is held like any other until cleared
             start = len(channel.text)
             channel.text += ref.get()
             held.segments.append(_Segment(channel, ref, start, len(channel.text)))
             touched.append(channel)
         for key, ref in finals:
             if key not in self._channels:  # a whole text with no deltas before it
-                self._channels[key] = _Channel(text=ref.get(), closed=True)
+                self._channels[key] = _Channel(text=ref.get(), closed=True, signed=ref.signed)
                 touched.append(self._channels[key])
             held.finals.append((self._channels[key], ref))
         self._pending.append(held)
@@ -151,6 +171,9 @@ class StreamGuard:
                 cut = finding.start
         inspector.enforce("response", verdict, until=cut)
         redact = [f for f in resolve(verdict.redact) if f.end <= cut]
+        if redact and channel.signed and inspector.guardrails.signed_thinking == "block":
+            inspector.exchange.act("block")
+            raise GuardrailBlockedError(redact[0].detector, redact[0].category, "response")
         for f in redact:
             value = channel.text[f.start : f.end]
             channel.replacements.append(
@@ -194,7 +217,9 @@ class StreamGuard:
             waiting = [s for s in held.segments if s.end > s.channel.cleared]
             if waiting or any(c.cleared < len(c.text) for c, _ in held.finals):
                 if (
-                    self._splittable
+                    not held.whole
+                    and held.data is not None
+                    and "sequence_number" not in held.data  # a client may check them
                     and len(held.segments) == 1
                     and waiting
                     and waiting[0].channel.cleared > waiting[0].start
@@ -212,10 +237,10 @@ class StreamGuard:
         segment.channel.released.append(text)
         segment.ref.set(text)
         segment.start = cleared
-        return _render(held.event, held.data)
+        return _render(held.event, held.data, rewritten=True)
 
     def _emit(self, held: _Held) -> bytes:
-        changed = False
+        changed = held.rewritten
         for segment in held.segments:
             channel = segment.channel
             text = self._output(channel, segment.start, segment.end)
@@ -230,7 +255,9 @@ class StreamGuard:
             if whole != ref.get():
                 ref.set(whole)
                 changed = True
-        return _render(held.event, held.data) if changed else held.event.raw
+        if changed or held.event.extra:
+            return _render(held.event, held.data, rewritten=changed)
+        return held.event.raw
 
     @staticmethod
     def _output(channel: _Channel, start: int, end: int) -> str:
@@ -270,8 +297,13 @@ class StreamGuard:
                 channel.watched = len(channel.text)
 
 
-def _render(event: SSEEvent, data: dict[str, Any] | None) -> bytes:
-    if data is None:
-        return event.raw
+def _render(event: SSEEvent, data: dict[str, Any] | None, *, rewritten: bool) -> bytes:
+    """The event as Guardline sends a rewritten one: its name and one data line, no other
+    SSE lines; log-probabilities beside rewritten text are dropped."""
     head = b"event: " + event.event.encode() + b"\n" if event.event else b""
+    if data is None:
+        return head + b"data: [DONE]\n\n" if event.data == "[DONE]" else head + b":\n\n"
+    if rewritten:
+        for scope in fields.logprob_scopes(data):
+            fields.drop_logprobs(scope)
     return head + b"data: " + orjson.dumps(data) + b"\n\n"

@@ -5,9 +5,13 @@ background task per exchange, started once the response is on its way to the cli
 from __future__ import annotations
 
 import asyncio
+import bisect
+import dataclasses
+import itertools
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
+from typing import Any
 
 from guardline.detectors.base import Direction, Finding
 from guardline.detectors.guardrails import Guardrails
@@ -15,7 +19,8 @@ from guardline.detectors.policy import Policy, Verdict, judge
 from guardline.detectors.redaction import resolve
 from guardline.errors import GuardrailBlockedError, GuardrailError
 from guardline.exchange import Exchange
-from guardline.proxy.adapters import TextRef
+from guardline.proxy.adapters import Text, fields
+from guardline.settings import Provider
 
 log = logging.getLogger("guardline.proxy")
 
@@ -28,7 +33,7 @@ class Inspector:
         self.guardrails = guardrails
         self.policy = policy
         self.exchange = exchange
-        self._queue: list[tuple[Direction, str, int, int | None]] = []
+        self._queue: deque[tuple[Direction, str, int, int | None]] = deque()
         self._task: asyncio.Task[None] | None = None
         # Held until the response's first bytes are sent: the loop has one thread, so a
         # prompt scanned while the upstream answers would delay relaying that answer.
@@ -83,21 +88,65 @@ class Inspector:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._work())
 
-    async def guard_texts(self, direction: Direction, refs: Sequence[TextRef]) -> bool:
-        """Watch every text and guard it inline; rewrite those the policy redacts.
-        True when something was rewritten."""
-        changed = False
-        for ref in refs:
-            text = ref.get()
-            self.watch(direction, text)
-            verdict = await self.verdict(direction, text)
-            self.enforce(direction, verdict)
-            if verdict.redact:
-                spans = resolve(verdict.redact)
-                ref.set(self.guardrails.redactor.apply(text, spans))
-                self.exchange.act("redact", len(spans))
-                changed = True
+    async def guard_texts(self, direction: Direction, refs: Sequence[Text]) -> list[Text]:
+        """Watch and guard ``refs`` inline, as one text (joined by newlines, so each
+        keeps its own sentences); rewrite those the policy redacts. Returns the rewritten
+        ones. A redaction in signed text follows ``policy.signed_thinking``."""
+        texts = [ref.get() for ref in refs]
+        if not any(texts):
+            return []
+        joined = "\n".join(texts)
+        self.watch(direction, joined)
+        verdict = await self.verdict(direction, joined)
+        self.enforce(direction, verdict)
+        if not verdict.redact:
+            return []
+        starts = list(itertools.accumulate((len(t) + 1 for t in texts), initial=0))
+        spans: dict[int, list[Finding]] = {}
+        for finding in resolve(verdict.redact):
+            # A finding is cut at the newlines that join texts: each text redacts its part.
+            first = bisect.bisect_right(starts, finding.start) - 1
+            for i in range(first, len(texts)):
+                if starts[i] >= finding.end:
+                    break
+                begin = max(finding.start, starts[i])
+                end = min(finding.end, starts[i] + len(texts[i]))
+                if begin >= end:
+                    continue
+                local = dataclasses.replace(finding, start=begin - starts[i], end=end - starts[i])
+                spans.setdefault(i, []).append(local)
+        changed: list[Text] = []
+        for i, found in spans.items():
+            ref = refs[i]
+            if ref.signed and self.guardrails.signed_thinking == "block":
+                self.exchange.act("block")
+                raise GuardrailBlockedError(found[0].detector, found[0].category, direction)
+            ref.set(self.guardrails.redactor.apply(texts[i], found))
+            changed.append(ref)
+        self.exchange.act("redact", sum(len(found) for found in spans.values()))
         return changed
+
+    async def guard_body(
+        self,
+        direction: Direction,
+        body: dict[str, Any],
+        provider: Provider,
+        extra: Sequence[Text] = (),
+    ) -> bool:
+        """Guard every string of a parsed body (``fields``), the tokens of its
+        log-probabilities and ``extra`` texts of the same call (query, headers), in one
+        pass; logprobs beside rewritten text are dropped. True when something was
+        rewritten."""
+        scopes = fields.logprob_scopes(body)
+        tokens = [fields.TokensRef(scope) for scope in scopes]
+        refs = [*fields.texts(body, provider), *tokens, *extra]
+        changed = await self.guard_texts(direction, refs)
+        if changed and scopes:
+            altered = {id(getattr(ref, "holder", None)) for ref in changed}
+            for scope in scopes:
+                if altered & fields.holders(scope):
+                    fields.drop_logprobs(scope)
+        return bool(changed)
 
     async def drain(self) -> None:
         """Wait for background scans (bounded); a request never fails because of them."""
@@ -119,7 +168,7 @@ class Inspector:
     async def _work(self) -> None:
         scanner = self.guardrails.scanner
         while self._queue:
-            direction, text, start, end = self._queue.pop(0)
+            direction, text, start, end = self._queue.popleft()
             names = self.policy.names(direction, "monitor")
             scan = await scanner.scan(text, names, direction, start, end)
             self.exchange.findings += judge(scan, self.policy.rules(direction)).findings

@@ -13,7 +13,7 @@ from guardline.errors import (
     UpstreamProtocolError,
 )
 from guardline.exchange import Endpoint, Exchange, Outcome
-from guardline.proxy.adapters import Adapter, StreamState
+from guardline.proxy.adapters import Adapter, StreamState, channels
 from guardline.proxy.guard import StreamGuard
 from guardline.proxy.sse import SSEDecoder, SSEEvent
 from guardline.proxy.transport import Header, UpstreamResponse
@@ -129,7 +129,7 @@ class _Relay:
         self.adapter.observe_event(self.endpoint, data, self.exchange.reply, now)
         if self.texts is not None:
             self.texts += [
-                ref.get() for _, ref in self.adapter.event_texts(self.endpoint, event, data)
+                ref.get() for _, ref in channels.event_texts(self.adapter.provider, data)
             ]
         if self.exchange.strip_usage:
             if self.adapter.usage_only(data):

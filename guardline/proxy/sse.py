@@ -1,12 +1,16 @@
 """Incremental server-sent-events decoding that keeps every event's exact bytes.
 
 The relay forwards complete events as soon as they complete, so an event's raw bytes go
-to the client unchanged unless a guard rewrites it. Line ends may be LF or CRLF.
+to the client unchanged unless a guard rewrites it. Lines may end with LF, CRLF or a lone
+CR, as the SSE specification allows; blank lines before an event belong to it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_EOL = re.compile(rb"\r\n?|\n")
 
 
 @dataclass(slots=True)
@@ -16,13 +20,17 @@ class SSEEvent:
     event: str | None
     data: str | None
     """Data lines joined with LF; None when the event has no data field (a comment)."""
+    extra: bool = False
+    """The event has lines besides ``event`` and ``data``: comments, ``id``, ``retry`` or
+    unknown fields (a guard re-renders such an event without them)."""
 
 
 def parse_event(raw: bytes) -> SSEEvent:
     event: str | None = None
     data: list[str] = []
+    extra = False
     for line in raw.splitlines():
-        if not line or line.startswith(b":"):
+        if not line:
             continue
         name, sep, value = line.partition(b":")
         if sep and value.startswith(b" "):
@@ -31,7 +39,9 @@ def parse_event(raw: bytes) -> SSEEvent:
             data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             event = value.decode("utf-8", "replace")
-    return SSEEvent(raw, event, "\n".join(data) if data else None)
+        else:
+            extra = True
+    return SSEEvent(raw, event, "\n".join(data) if data else None, extra)
 
 
 class SSEDecoder:
@@ -51,8 +61,9 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         start = 0
         size = len(buffer)
+        boundary = _lf_boundary if b"\r" not in buffer else _boundary
         while start < size:
-            end = _boundary(buffer, start)
+            end = boundary(buffer, start)
             if end < 0:
                 break
             events.append(parse_event(buffer[start:end]))
@@ -61,12 +72,33 @@ class SSEDecoder:
         return events
 
 
+def _lf_boundary(buffer: bytes, start: int) -> int:
+    """The common case, LF line ends only: the end of the first blank line after the
+    event's first line."""
+    first = start
+    while first < len(buffer) and buffer[first] == 0x0A:
+        first += 1
+    end = buffer.find(b"\n\n", first)
+    return -1 if end < 0 else end + 2
+
+
 def _boundary(buffer: bytes, start: int) -> int:
-    """End (exclusive) of the first complete event at or after ``start``, or -1."""
-    lf = buffer.find(b"\n\n", start)
-    crlf = buffer.find(b"\r\n\r\n", start)
-    if crlf >= 0 and (lf < 0 or crlf + 2 <= lf):
-        return crlf + 4
-    if lf >= 0:
-        return lf + 2
-    return -1
+    """End (exclusive) of the first complete event at or after ``start``, or -1. A lone
+    CR as the buffer's last byte could be the first half of a CRLF: it ends the event
+    only when it ends a blank line (a following LF then begins the next event, as a
+    blank line before it)."""
+    pos = start
+    seen_line = False
+    size = len(buffer)
+    while True:
+        match = _EOL.search(buffer, pos)
+        if match is None:
+            return -1
+        blank = match.start() == pos
+        end = match.end()
+        if end == size and buffer[end - 1] == 0x0D and not (blank and seen_line):
+            return -1
+        if blank and seen_line:
+            return end
+        seen_line = seen_line or not blank
+        pos = end

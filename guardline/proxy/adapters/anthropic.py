@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
 from guardline.errors import GuardlineError
 from guardline.exchange import Endpoint, Reply, Usage
 from guardline.proxy.adapters.base import (
-    ChannelKey,
     StreamState,
     TextRef,
     count,
@@ -26,10 +25,6 @@ from guardline.settings import Provider
 
 class AnthropicAdapter:
     provider: Provider = "anthropic"
-    endpoints: ClassVar[dict[tuple[str, str], Endpoint]] = {
-        ("POST", "/v1/messages"): Endpoint.MESSAGES,
-        ("GET", "/v1/models"): Endpoint.MODELS,
-    }
 
     def auth_header(self, key: str) -> tuple[bytes, bytes]:
         return b"x-api-key", key.encode()
@@ -58,8 +53,10 @@ class AnthropicAdapter:
             return
         parsed = json_object(event.data)
         state.last = parsed
-        kind = event.event or parsed.get("type")
-        if kind in ("message_stop", "error"):
+        if event.event in ("message_stop", "error") or parsed.get("type") in (
+            "message_stop",
+            "error",
+        ):
             state.terminal = True
 
     # text locations ------------------------------------------------------------------
@@ -80,41 +77,6 @@ class AnthropicAdapter:
         if endpoint is not Endpoint.MESSAGES:
             return []
         return [r for block in dicts(body.get("content")) for r in _block_texts(block)]
-
-    def event_texts(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[tuple[ChannelKey, TextRef]]:
-        kind = data.get("type")
-        index = data.get("index", 0)
-        if kind == "content_block_delta":
-            delta = data.get("delta")
-            return [(("text", index), r) for r in text_at(delta, "text")] + [
-                (("json", index), r) for r in text_at(delta, "partial_json")
-            ]
-        if kind == "content_block_start":
-            block = data.get("content_block")
-            if isinstance(block, dict) and block.get("type") == "text":
-                return [(("text", index), r) for r in text_at(block, "text")]
-        return []
-
-    def event_closes(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[ChannelKey]:
-        kind = data.get("type")
-        if kind == "content_block_stop":
-            index = data.get("index", 0)
-            return [("text", index), ("json", index)]
-        if kind in ("message_stop", "error"):
-            return [()]
-        return []
-
-    def final_texts(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[tuple[ChannelKey, TextRef]]:
-        return []
-
-    def splittable(self, endpoint: Endpoint) -> bool:
-        return True
 
     # what telemetry needs -------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,6 +23,9 @@ class TextRef:
 
     holder: Any
     key: str | int
+    signed: bool = False
+    """The vendor signs this text (Anthropic thinking): rewriting it breaks the call that
+    sends it back, so guard mode follows ``policy.signed_thinking`` instead."""
 
     def get(self) -> str:
         value = self.holder[self.key]
@@ -30,6 +33,17 @@ class TextRef:
 
     def set(self, value: str) -> None:
         self.holder[self.key] = value
+
+
+class Text(Protocol):
+    """Anything guard mode can read as text and rewrite: a string in a body, an object
+    key, the tokens of a logprobs list."""
+
+    signed: bool
+
+    def get(self) -> str: ...
+
+    def set(self, value: str) -> None: ...
 
 
 def text_at(holder: Any, key: str | int) -> list[TextRef]:
@@ -87,9 +101,12 @@ class StreamState:
 
 
 class Adapter(Protocol):
+    """Everything provider-specific. Which texts guard mode scans is not the adapter's
+    choice (every string is, see ``fields``), nor how a stream's texts continue across
+    events (``channels``, by the events' shape); adapters say which conversation texts
+    samples keep, what telemetry reads, and how errors look."""
+
     provider: Provider
-    endpoints: ClassVar[dict[tuple[str, str], Endpoint]]
-    """(method, path) of the endpoints this provider scans."""
 
     def auth_header(self, key: str) -> tuple[bytes, bytes]:
         """The header that carries an injected upstream key."""
@@ -109,30 +126,12 @@ class Adapter(Protocol):
         ...
 
     def request_texts(self, endpoint: Endpoint, body: dict[str, Any]) -> list[TextRef]:
-        """Every text the client sends: all roles, all text parts, tool-call arguments and
-        results. Images and other non-text parts are not text."""
+        """The conversation the client sends (samples and records keep these): all roles,
+        all text parts, tool-call arguments and results."""
         ...
 
     def response_texts(self, endpoint: Endpoint, body: dict[str, Any]) -> list[TextRef]:
-        """Every text in a non-streamed response."""
-        ...
-
-    def event_texts(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[tuple[ChannelKey, TextRef]]:
-        """The new text one stream event carries, per channel."""
-        ...
-
-    def event_closes(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[ChannelKey]:
-        """Channel prefixes this event ends (no more text will come for them)."""
-        ...
-
-    def final_texts(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[tuple[ChannelKey, TextRef]]:
-        """Fields that repeat a channel's whole text (and must carry what was released)."""
+        """The answer's texts in a non-streamed response (samples and records)."""
         ...
 
     def observe_response(self, endpoint: Endpoint, body: dict[str, Any], reply: Reply) -> None:
@@ -153,11 +152,6 @@ class Adapter(Protocol):
     def strip_usage(self, payload: bytes) -> bytes:
         """Stream bytes as a client that did not ask for usage would have received them
         (the rest of what asking adds). Applied to whole runs of events, not each one."""
-        ...
-
-    def splittable(self, endpoint: Endpoint) -> bool:
-        """Whether a text event may be emitted in two parts (False where events carry
-        sequence numbers a client could check)."""
         ...
 
 
@@ -183,10 +177,6 @@ def json_object(data: str) -> dict[str, Any]:
     return parsed
 
 
-def endpoint_for(adapter: Adapter, method: str, path: str) -> Endpoint:
-    found = adapter.endpoints.get((method, path))
-    if found is not None:
-        return found
-    if method == "GET" and path.startswith("/v1/models/"):
-        return Endpoint.MODELS
-    return Endpoint.PASSTHROUGH
+def atom(value: Any) -> str | int | None:
+    """A value usable in a channel key (an upstream may send anything as an index)."""
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
 from guardline.errors import GuardlineError
 from guardline.exchange import Endpoint, Reply, Usage
+from guardline.proxy.adapters import channels
 from guardline.proxy.adapters.base import (
-    ChannelKey,
     StreamState,
     TextRef,
     count,
@@ -22,21 +22,11 @@ from guardline.proxy.adapters.base import (
 from guardline.proxy.sse import SSEEvent
 from guardline.settings import Provider
 
-# Responses-API stream events after which nothing more comes.
-_RESPONSES_TERMINAL = frozenset(
-    {"response.completed", "response.failed", "response.incomplete", "error"}
-)
+_RESPONSES_TERMINAL = channels.RESPONSES_TERMINAL
 
 
 class OpenAIAdapter:
     provider: Provider = "openai"
-    endpoints: ClassVar[dict[tuple[str, str], Endpoint]] = {
-        ("POST", "/v1/chat/completions"): Endpoint.CHAT_COMPLETIONS,
-        ("POST", "/v1/completions"): Endpoint.COMPLETIONS,
-        ("POST", "/v1/embeddings"): Endpoint.EMBEDDINGS,
-        ("POST", "/v1/responses"): Endpoint.RESPONSES,
-        ("GET", "/v1/models"): Endpoint.MODELS,
-    }
 
     def auth_header(self, key: str) -> tuple[bytes, bytes]:
         return b"authorization", b"Bearer " + key.encode()
@@ -50,7 +40,7 @@ class OpenAIAdapter:
     def stream_error_event(
         self, err: GuardlineError, request_id: str, endpoint: Endpoint, state: StreamState
     ) -> bytes:
-        if endpoint is Endpoint.RESPONSES:
+        if endpoint is Endpoint.RESPONSES or state.sequence_number >= 0:
             payload = {
                 "type": "error",
                 "code": err.code,
@@ -72,14 +62,17 @@ class OpenAIAdapter:
             return
         parsed = json_object(data)
         state.last = parsed
-        if endpoint is Endpoint.RESPONSES:
-            seq = parsed.get("sequence_number")
-            if isinstance(seq, int):
-                state.sequence_number = seq
-            if parsed.get("type") in _RESPONSES_TERMINAL or event.event == "error":
-                state.terminal = True
-        elif parsed.get("error"):
-            state.terminal = True  # an upstream error event ends the stream for the SDK
+        seq = parsed.get("sequence_number")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            state.sequence_number = seq
+        # By the event's shape, whatever the endpoint: Responses events end the stream
+        # with their terminal types, chat and completions chunks with an error object.
+        if (
+            parsed.get("type") in _RESPONSES_TERMINAL
+            or event.event == "error"
+            or (parsed.get("error") and "type" not in parsed)
+        ):
+            state.terminal = True
 
     # text locations ------------------------------------------------------------------
 
@@ -115,88 +108,9 @@ class OpenAIAdapter:
             for choice in dicts(body.get("choices")):
                 refs += text_at(choice, "text")
         elif endpoint is Endpoint.RESPONSES:
-            for _, ref in _output_texts(body.get("output")):
+            for _, ref in channels.output_texts(body.get("output")):
                 refs.append(ref)
         return refs
-
-    def event_texts(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[tuple[ChannelKey, TextRef]]:
-        out: list[tuple[ChannelKey, TextRef]] = []
-        if endpoint is Endpoint.RESPONSES:
-            kind = data.get("type")
-            item, index = data.get("item_id"), data.get("content_index", 0)
-            if kind == "response.output_text.delta":
-                out += [(("text", item, index), r) for r in text_at(data, "delta")]
-            elif kind == "response.refusal.delta":
-                out += [(("refusal", item, index), r) for r in text_at(data, "delta")]
-            elif kind == "response.function_call_arguments.delta":
-                out += [(("args", item), r) for r in text_at(data, "delta")]
-            return out
-        for choice in dicts(data.get("choices")):
-            i = choice.get("index", 0)
-            if endpoint is Endpoint.COMPLETIONS:
-                out += [(("text", i), r) for r in text_at(choice, "text")]
-                continue
-            delta = choice.get("delta")
-            out += [(("content", i), r) for r in text_at(delta, "content")]
-            out += [(("refusal", i), r) for r in text_at(delta, "refusal")]
-            for call in dicts(delta.get("tool_calls") if isinstance(delta, dict) else None):
-                key = ("tool", i, call.get("index", 0))
-                out += [(key, r) for r in text_at(call.get("function"), "arguments")]
-        return out
-
-    def event_closes(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[ChannelKey]:
-        if endpoint is Endpoint.RESPONSES:
-            kind = data.get("type")
-            item, index = data.get("item_id"), data.get("content_index", 0)
-            if kind in _RESPONSES_TERMINAL:
-                return [()]
-            if kind == "response.output_text.done":
-                return [("text", item, index)]
-            if kind == "response.refusal.done":
-                return [("refusal", item, index)]
-            if kind == "response.function_call_arguments.done":
-                return [("args", item)]
-            return []
-        closes: list[ChannelKey] = []
-        for choice in dicts(data.get("choices")):
-            if choice.get("finish_reason"):
-                i = choice.get("index", 0)
-                closes += [("text", i), ("content", i), ("refusal", i), ("tool", i)]
-        if data.get("error"):
-            closes.append(())
-        return closes
-
-    def final_texts(
-        self, endpoint: Endpoint, event: SSEEvent, data: dict[str, Any]
-    ) -> list[tuple[ChannelKey, TextRef]]:
-        if endpoint is not Endpoint.RESPONSES:
-            return []
-        kind = data.get("type")
-        item, index = data.get("item_id"), data.get("content_index", 0)
-        if kind == "response.output_text.done":
-            return [(("text", item, index), r) for r in text_at(data, "text")]
-        if kind == "response.refusal.done":
-            return [(("refusal", item, index), r) for r in text_at(data, "refusal")]
-        if kind == "response.function_call_arguments.done":
-            return [(("args", item), r) for r in text_at(data, "arguments")]
-        if kind == "response.content_part.done":
-            part = data.get("part")
-            return [(("text", item, index), r) for r in text_at(part, "text")] + [
-                (("refusal", item, index), r) for r in text_at(part, "refusal")
-            ]
-        if kind == "response.output_item.done":
-            return _output_texts([data.get("item")])
-        if kind in _RESPONSES_TERMINAL:
-            response = data.get("response")
-            return _output_texts(response.get("output") if isinstance(response, dict) else None)
-        return []
-
-    def splittable(self, endpoint: Endpoint) -> bool:
-        return endpoint is not Endpoint.RESPONSES  # its events carry sequence numbers
 
     # what telemetry needs -------------------------------------------------------------
 
@@ -332,16 +246,3 @@ def _str_or_list(body: dict[str, Any], key: str) -> list[TextRef]:
     if isinstance(value, list):
         return [r for i in range(len(value)) for r in text_at(value, i)]
     return text_at(body, key)
-
-
-def _output_texts(output: Any) -> list[tuple[ChannelKey, TextRef]]:
-    """Texts of Responses-API output items, keyed as their stream channels are."""
-    out: list[tuple[ChannelKey, TextRef]] = []
-    for item in dicts(output):
-        item_id = item.get("id")
-        if item.get("type") == "function_call":
-            out += [(("args", item_id), r) for r in text_at(item, "arguments")]
-        for index, part in enumerate(dicts(item.get("content"))):
-            out += [(("text", item_id, index), r) for r in text_at(part, "text")]
-            out += [(("refusal", item_id, index), r) for r in text_at(part, "refusal")]
-    return out
