@@ -273,7 +273,7 @@ class _Call:
 
     async def _scanned_request(self, headers: list[Header]) -> tuple[bytes, bool]:
         """Read, parse and scan a request to an endpoint with a known format. Returns the
-        body to forward and whether it was re-encoded (guard mode always re-encodes)."""
+        body to forward and whether it was re-encoded as JSON (guard mode always is)."""
         ctx = self.ctx
         exchange = self.exchange
         raw = await self._read_body(headers)
@@ -304,8 +304,8 @@ class _Call:
         changed = await inspector.guard_body("request", parsed, self.adapter.provider, extra)
         if ctx.inject_usage and exchange.stream and _ask_for_usage(exchange, parsed):
             changed = True
-        if guarding or changed:
-            return orjson.dumps(parsed), guarding
+        if guarding or changed:  # re-encoded: its content type and encoding are ours
+            return orjson.dumps(parsed), True
         return body, False
 
     async def _other_request(self, headers: list[Header]) -> tuple[Body, bool]:

@@ -73,7 +73,7 @@ class _Held:
     segments: list[_Segment]
     finals: list[tuple[_Channel, TextRef]]
     rewritten: bool = False
-    """A whole text of the event was rewritten already."""
+    """A whole text of the event was rewritten already, or its front was sent."""
     whole: bool = False
     """The event has strings scanned whole (it is then never sent in two parts)."""
 
@@ -237,6 +237,7 @@ class StreamGuard:
         segment.channel.released.append(text)
         segment.ref.set(text)
         segment.start = cleared
+        held.rewritten = True  # its rest goes out re-rendered, whatever it holds
         return _render(held.event, held.data, rewritten=True)
 
     def _emit(self, held: _Held) -> bytes:
