@@ -1,5 +1,11 @@
 """Running detectors over text: fast ones inline, heavy ones on worker threads so the
-event loop never runs them; a detector that raises is reported, never raised."""
+event loop never runs them; a detector that raises is reported, never raised.
+
+Detectors scan the normalised view of the text (normalization.py: escapes decoded,
+NFKC, invisible characters removed, ...), one view per scan shared by every detector;
+their findings are mapped back to spans of the original text. Plain ASCII text is its
+own view and costs nothing more.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from guardline.detectors.base import Detector, Direction, Finding
+from guardline.detectors.normalization import View, is_plain
 
 log = logging.getLogger("guardline.detectors")
+_MARGIN = 32
+"""Original characters normalised before a window's left context, so the view there is
+the whole text's view (an escape or a cluster cut at the edge only changes the margin)."""
 
 
 @dataclass(slots=True)
@@ -35,6 +45,8 @@ class Scanner:
             if heavy
             else None
         )
+        self._context = max((d.context_chars for d in self.detectors.values()), default=0)
+        """The widest left context: one view of each window serves every detector."""
 
     def health(self) -> dict[str, dict[str, str]]:
         return {n: {"backend": d.backend, "cost": d.cost} for n, d in self.detectors.items()}
@@ -52,24 +64,26 @@ class Scanner:
         end: int | None = None,
     ) -> Scan:
         """Findings in ``text[start:end]``, offsets into ``text``. Each detector also sees
-        its ``context_chars`` of text before ``start``; findings there belong to an
-        earlier window and are dropped."""
+        its ``context_chars`` of text before ``start`` (characters of the view, when the
+        text is not plain); findings there belong to an earlier window and are dropped."""
         result = Scan()
+        stop = len(text) if end is None else end
+        view = _view(text, start, stop, self._context)
         heavy = []
         for name in names:
             detector = self.detectors[name]
             if detector.cost == "heavy" and self._pool is not None:
-                heavy.append(name)
+                heavy.append(detector)
             else:
-                result.extend(self._run(detector, text, direction, start, end))
+                result.extend(self._run(detector, text, (start, stop), view, direction))
         if heavy:
             loop = asyncio.get_running_loop()
             done = await asyncio.gather(
                 *(
                     loop.run_in_executor(
-                        self._pool, self._run, self.detectors[n], text, direction, start, end
+                        self._pool, self._run, d, text, (start, stop), view, direction
                     )
-                    for n in heavy
+                    for d in heavy
                 )
             )
             for scan in done:
@@ -79,28 +93,66 @@ class Scanner:
     def scan_sync(self, text: str, names: Iterable[str], direction: Direction = "response") -> Scan:
         """The same, on the calling thread (evaluation, benchmarks)."""
         result = Scan()
+        view = _view(text, 0, len(text), self._context)
         for name in names:
-            result.extend(self._run(self.detectors[name], text, direction, 0, None))
+            result.extend(self._run(self.detectors[name], text, (0, len(text)), view, direction))
         return result
 
     @staticmethod
     def _run(
-        detector: Detector, text: str, direction: Direction, start: int, end: int | None
+        detector: Detector,
+        text: str,
+        window: tuple[int, int],
+        view: tuple[View, int] | None,
+        direction: Direction,
     ) -> Scan:
-        stop = len(text) if end is None else end
-        begin = max(0, start - detector.context_chars)
+        """One detector over ``text[start:stop]`` (``window``), or over the view of it and
+        the view's position where the window starts."""
+        start, stop = window
         try:
-            window = text[begin:stop] if begin or stop < len(text) else text
-            found = detector.detect(window, start - begin)
+            if view is None:
+                begin = max(0, start - detector.context_chars)
+                found = detector.detect(
+                    text[begin:stop] if begin or stop < len(text) else text, start - begin
+                )
+            else:
+                normal, first = view
+                begin = max(0, first - detector.context_chars)
+                found = detector.detect(normal.text[begin:], first - begin)
         except Exception as exc:
             log.warning("detector %s failed: %s", detector.name, type(exc).__name__)
             return Scan(errors={detector.name: type(exc).__name__})
-        return Scan(
-            [
-                dataclasses.replace(
-                    f, start=f.start + begin, end=f.end + begin, direction=direction
-                )
-                for f in found
-                if f.start + begin >= start
-            ]
-        )
+        if view is None:
+            return Scan(
+                [
+                    dataclasses.replace(
+                        f, start=f.start + begin, end=f.end + begin, direction=direction
+                    )
+                    for f in found
+                    if f.start + begin >= start
+                ]
+            )
+        out = []
+        for f in found:
+            if f.start + begin >= first:
+                s, e = normal.span(f.start + begin, f.end + begin)
+                out.append(dataclasses.replace(f, start=s, end=e, direction=direction))
+        return Scan(out)
+
+
+def _view(text: str, start: int, stop: int, context: int) -> tuple[View, int] | None:
+    """None when ``text[start - context:stop]`` is plain (its own view); else the view of
+    the text from a little before the widest left context to ``stop``, and the view's
+    position of ``start``."""
+    begin = max(0, start - context)
+    if is_plain(text[begin:stop] if begin or stop < len(text) else text):
+        return None
+    lead = max(0, start - 2 * context - _MARGIN)
+    while True:
+        view = View.of(text, lead, stop)
+        first = view.index(start)
+        # enough of the view before the window for the context, clear of the cut at lead
+        probe = first - context
+        if lead == 0 or (probe >= 0 and view.position(probe) >= lead + _MARGIN):
+            return view, first
+        lead = max(0, lead - max(2 * (start - lead), 256))
