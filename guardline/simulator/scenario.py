@@ -7,6 +7,7 @@ and ``x-sim-*`` request headers:
     x-sim-scenario      default | echo | pii | toxic | stereotype
     x-sim-reply         literal reply text (UTF-8)
     x-sim-chunks        JSON list of strings: the reply, chunked exactly so when streamed
+    x-sim-chunks-b64    the same list, base64-encoded (survives guard-mode header scanning)
     x-sim-tool-call     JSON object: answer with a call of the request's first tool
     x-sim-fault         429 | 500 | status=NNN | slow | hang | disconnect | malformed |
                         truncate | stall
@@ -21,6 +22,8 @@ precedence over all of this: its request gets no plan, only those exact bytes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -155,8 +158,10 @@ def _directive(name: str, value: str) -> dict[str, Any]:
             return {"scenario": name}
         if name in FAULTS or name.isdigit():
             return {"fault": name}
-        if name == "chunks":
-            chunks = orjson.loads(value)
+        if name in ("chunks", "chunks_b64"):
+            # base64: a scripted reply holding PII survives Guardline's guard-mode scan of
+            # request headers (which would redact a plain one on its way here).
+            chunks = orjson.loads(base64.b64decode(value) if name == "chunks_b64" else value)
             if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
                 raise ValueError("x-sim-chunks must be a JSON list of strings")
             return {"chunks": tuple(chunks)}
@@ -169,7 +174,7 @@ def _directive(name: str, value: str) -> dict[str, Any]:
             return {name: int(value)}
         if name in ("ttft_ms", "token_delay_ms", "delay_ms"):
             return {name: float(value)}
-    except (orjson.JSONDecodeError, TypeError) as exc:
+    except (orjson.JSONDecodeError, TypeError, binascii.Error) as exc:
         raise ValueError(f"bad simulator directive {name}: {exc}") from None
     return {}
 

@@ -275,7 +275,8 @@ def _planted(docs: list[Document]) -> dict[str, Field]:
 ENTRIES = [
     name
     for name in ENTRY_POINTS
-    if name.startswith(ENDPOINTS + ANTHROPIC) or name in ("openai.error", "anthropic.error")
+    if (name.startswith(ENDPOINTS + ANTHROPIC) or name in ("openai.error", "anthropic.error"))
+    and ENTRY_POINTS[name].survey().fields  # a token count has no string to plant
 ]
 
 
@@ -286,8 +287,6 @@ def test_an_address_planted_in_any_string_field_never_passes(
     entry = ENTRY_POINTS[name]
     docs, leaked, untested = _run(pii_gw, sim, entry, _emails(), EMAIL)
     planted = _planted(docs)
-    if not planted:
-        pytest.skip(f"{name} has no string positions")
     assert leaked <= set(planted)  # the check sees what was planted, nothing else
     assert not leaked, "leaked: " + ", ".join(sorted(planted[c].wire for c in leaked))
     for canary in untested:
@@ -302,8 +301,6 @@ def test_only_declared_non_text_fields_let_an_identifier_through(
     entry = ENTRY_POINTS[name]
     docs, leaked, _ = _run(token_gw, sim, entry, _tokens(), TOKEN)
     planted = _planted(docs)
-    if not planted:
-        pytest.skip(f"{name} has no string positions")
     declared = fields.DECLARED[entry.vendor]
 
     def skippable(field: Field) -> bool:

@@ -3,6 +3,7 @@ content, every endpoint, streamed and not."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +28,8 @@ CHUNKS = [
     "1111 1111, thanks.",
 ]
 VALUES = ["555-0137", "dana.whitfield@example.com", "4111 1111 1111 1111", "whitfield"]
-HEADERS = {"x-sim-chunks": json.dumps(CHUNKS)}
+# base64: guard mode scans request headers too, and would redact the scripted reply there.
+HEADERS = {"x-sim-chunks-b64": base64.b64encode(json.dumps(CHUNKS).encode()).decode()}
 GUARD = {
     "request": {"pii": {"mode": "guard", "action": "redact"}},
     "response": {
