@@ -389,12 +389,12 @@ def test_headline_states_the_verdict() -> None:
     summary = full_summary()
     assert (
         headline(summary)
-        == "toxicity:toxic rate 64.0% [61.0–67.0] vs baseline 1.2% [0.7–2.1] — significantly higher"  # noqa: RUF001
+        == "toxicity:toxic rate 64.0% [61.0–67.0] vs baseline 1.2% [0.7–2.1] — significantly higher"
     )
     summary["rates"][0]["significant"] = False
     summary["rates"][1]["significant"] = False
     summary["rates"][2]["significant"] = False
-    assert headline(summary).endswith("vs baseline 1.2% [0.7–2.1] — not significantly different")  # noqa: RUF001
+    assert headline(summary).endswith("vs baseline 1.2% [0.7–2.1] — not significantly different")
     summary["rates"] = [rate_row("toxic", 0.01, 0.2)]
     assert headline(summary).endswith("— significantly lower")
 
