@@ -112,7 +112,29 @@ _WORD_BEFORE = re.compile(r"([\w.]+)[.!?]*$")
 
 def boundaries(text: str, start: int = 0, end: int | None = None) -> Iterator[int]:
     """Boundary positions in ``text[start:end]`` (each the end of a sentence)."""
-    for match in _BOUNDARY.finditer(text, start, len(text) if end is None else end):
+    stop = len(text) if end is None else end
+    if (text if start == 0 and stop == len(text) else text[start:stop]).isascii():
+        return _ascii_boundaries(text, start, stop)
+    return _boundaries(text, start, stop)
+
+
+# ASCII has no unspaced terminators, no CJK neighbours and nothing to fold: a boundary is
+# punctuation and closers then whitespace, or a newline. The same answers as _boundaries,
+# about three times faster (the stream guard asks on every event).
+_ASCII_BOUNDARY = re.compile(r"[.!?]+[\"')\]}]*\s|\n")
+
+
+def _ascii_boundaries(text: str, start: int, stop: int) -> Iterator[int]:
+    for match in _ASCII_BOUNDARY.finditer(text, start, stop):
+        at, end = match.span()
+        run = text[at:end]
+        if run[-1] != "\n" and "!" not in run and "?" not in run and _is_abbreviation(text, at):
+            continue
+        yield end
+
+
+def _boundaries(text: str, start: int, stop: int) -> Iterator[int]:
+    for match in _BOUNDARY.finditer(text, start, stop):
         at, stop = match.span()
         first = text[at]
         if first in _NEWLINES or text[stop - 1] in _NEWLINES:  # a newline always ends one

@@ -2,12 +2,15 @@
 
 Guard mode scans them with the body, as more texts of the same call, and forwards them
 rewritten where the policy redacts. Not scanned: credentials (they are never read as
-text, so no detector, log or finding ever sees a key) and the headers that frame the
-message, which Guardline sets or checks itself.
+text, so no detector, log or finding ever sees a key), the headers that frame the
+message, which Guardline sets or checks itself, trace context and the SDKs' own
+descriptions of themselves and their API versions, and any value shaped like a token (no
+spaces, no ``@``, fewer than seven digits): what the SDKs send is scanned for nothing.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode
 
 from guardline.proxy.adapters import TextRef
@@ -33,8 +36,16 @@ _UNSCANNED = frozenset(
         b"expect",
         b"accept",
         b"accept-encoding",
+        b"traceparent",
+        b"tracestate",
+        b"user-agent",
+        b"anthropic-version",
+        b"anthropic-beta",
+        b"openai-beta",
     }
 )
+_SDK = b"x-stainless-"  # the OpenAI and Anthropic SDKs' platform headers
+_TOKEN = re.compile(r"[A-Za-z0-9_.:/+\-=,;*~]{0,256}")
 
 
 class Envelope:
@@ -49,7 +60,7 @@ class Envelope:
         ]
         # One [value] per scanned header, in order (a list, so a TextRef can rewrite it).
         self._headers: list[list[str]] = [
-            [value.decode("latin-1")] for name, value in headers if name not in _UNSCANNED
+            [value.decode("latin-1")] for name, value in headers if _scanned(name, value)
         ]
 
     def texts(self) -> list[TextRef]:
@@ -67,8 +78,15 @@ class Envelope:
         values = iter(self._headers)
         out = []
         for name, value in headers:
-            if name in _UNSCANNED:
-                out.append((name, value))
-            else:
+            if _scanned(name, value):
                 out.append((name, next(values)[0].encode("latin-1", "replace")))
+            else:
+                out.append((name, value))
         return out
+
+
+def _scanned(name: bytes, value: bytes) -> bool:
+    if name in _UNSCANNED or name.startswith(_SDK):
+        return False
+    text = value.decode("latin-1")
+    return _TOKEN.fullmatch(text) is None or sum(c.isdigit() for c in text) >= 7

@@ -29,9 +29,10 @@ from guardline.detectors.redaction import resolve
 from guardline.detectors.sentences import last_boundary
 from guardline.errors import GuardrailBlockedError, UpstreamProtocolError
 from guardline.exchange import Endpoint
-from guardline.proxy.adapters import Adapter, ChannelKey, TextRef, channels, fields
+from guardline.proxy.adapters import Adapter, ChannelKey, Text, TextRef, channels, fields
 from guardline.proxy.inspection import Inspector
 from guardline.proxy.sse import SSEEvent
+from guardline.settings import Provider
 
 _TAIL = 128  # characters kept back at a forced cut: longer than any value split there
 _LOOKBACK = 8  # a boundary needs the punctuation and closing marks before the space
@@ -89,6 +90,7 @@ class StreamGuard:
         self._redactor = inspector.guardrails.redactor
         self._channels: dict[ChannelKey, _Channel] = {}
         self._pending: deque[_Held] = deque()
+        self._shapes = _Shapes()
         self.holding = inspector.guarding("response")
         self._watching = inspector.monitoring("response")
 
@@ -119,10 +121,7 @@ class StreamGuard:
             return event.raw
         if event.event is not None and not fields.ENUM.check(event.event, {}):
             raise UpstreamProtocolError("The upstream sent a stream event with an invalid name.")
-        whole = []
-        if data is not None:
-            known = frozenset((id(r.holder), r.key) for _, r in (*texts, *finals))
-            whole = fields.texts(data, provider, known)
+        whole = [] if data is None else self._shapes.texts(data, provider, texts, finals)
         if not (texts or closes or finals or whole or self._pending or event.extra):
             return event.raw
         held = _Held(event, data, [], [], whole=bool(whole))
@@ -298,13 +297,72 @@ class StreamGuard:
                 channel.watched = len(channel.text)
 
 
+_MISSING: Any = object()
+
+
+class _Shapes:
+    """The last few events of a stream that held no string to scan whole. An event equal
+    to one of them once its channels' texts are blanked and its per-event noise (the
+    ``sequence_number``, a valid ``obfuscation`` pad) set aside holds none either, and
+    the walk over its every string (``fields.texts``) is skipped: almost every event of
+    a long stream is such an event, and the comparison is C code."""
+
+    __slots__ = ("_seen",)
+    _KEEP = 4
+
+    def __init__(self) -> None:
+        self._seen: list[dict[str, Any]] = []
+
+    def texts(
+        self,
+        data: dict[str, Any],
+        provider: Provider,
+        texts: list[tuple[ChannelKey, TextRef]],
+        finals: list[tuple[ChannelKey, TextRef]],
+    ) -> list[Text]:
+        """The strings of ``data`` to scan whole: all but its channels' texts and
+        declared non-text values."""
+        saved = [(ref.holder, ref.key, ref.holder[ref.key]) for _, ref in (*texts, *finals)]
+        for holder, key, _ in saved:
+            holder[key] = ""  # an empty string is no text: the walk passes it
+        # Only noise is set aside: a pad that is not a valid one, or a sequence number
+        # that is not a number, stays in place and is walked (and redacted) like any string.
+        pad = data.get("obfuscation", _MISSING)
+        if pad is not _MISSING:
+            if type(pad) is str and fields.declared(provider, "obfuscation", pad, data):
+                del data["obfuscation"]
+            else:
+                pad = _MISSING
+        sequence = data.get("sequence_number", _MISSING)
+        if type(sequence) is int:
+            del data["sequence_number"]
+        else:
+            sequence = _MISSING
+        try:
+            if data in self._seen:
+                return []
+            found = fields.texts(data, provider)
+            if not found:
+                self._seen = [orjson.loads(orjson.dumps(data)), *self._seen[: self._KEEP - 1]]
+            return found
+        finally:
+            for holder, key, value in saved:
+                holder[key] = value
+            if pad is not _MISSING:
+                data["obfuscation"] = pad
+            if sequence is not _MISSING:
+                data["sequence_number"] = sequence
+
+
 def _render(event: SSEEvent, data: dict[str, Any] | None, *, rewritten: bool) -> bytes:
     """The event as Guardline sends a rewritten one: its name and one data line, no other
     SSE lines; log-probabilities beside rewritten text are dropped."""
     head = b"event: " + event.event.encode() + b"\n" if event.event else b""
     if data is None:
         return head + b"data: [DONE]\n\n" if event.data == "[DONE]" else head + b":\n\n"
-    if rewritten:
+    # Only an event that spells the word (or escapes something) can carry log-probabilities.
+    raw = event.raw
+    if rewritten and (raw.count(b'"logprobs"') > raw.count(b'"logprobs":null') or b"\\u" in raw):
         for scope in fields.logprob_scopes(data):
             fields.drop_logprobs(scope)
     return head + b"data: " + orjson.dumps(data) + b"\n\n"

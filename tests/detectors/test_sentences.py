@@ -189,3 +189,40 @@ def test_punctuation_classes_are_closed_under_the_view() -> None:
             assert c in periods, f"U+{code:04X} reads as {view!r}"
         if c.isspace():
             assert view.isspace(), f"U+{code:04X}"
+
+
+ASCII = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "b",
+            " ",
+            "Z",
+            "9",
+            ".",
+            "!",
+            "?",
+            "\n",
+            '"',
+            "'",
+            ")",
+            "]",
+            "}",
+            "\t",
+            "\r",
+            "Dr",
+            "e.g",
+            "J",
+            "etc",
+        ]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=ASCII, data=st.data())
+def test_the_ascii_fast_path_finds_the_same_boundaries(text: str, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(text)))
+    fast = list(sentences._ascii_boundaries(text, start, len(text)))
+    assert fast == list(sentences._boundaries(text, start, len(text)))

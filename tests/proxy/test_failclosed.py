@@ -561,3 +561,19 @@ def test_query_parameters_and_custom_headers_reach_the_vendor_scanned(
     assert EMAIL not in json.dumps(record.headers)
     assert record.headers["x-customer"] == "Taro <<EMAIL_ADDRESS>>"
     assert record.auth_sha256 is not None  # the key passed, unread
+
+
+def test_header_values_that_could_hold_a_value_are_scanned_and_sdk_ones_pass(
+    sim: Running[Simulator], guarded: Running[Any]
+) -> None:
+    phone = "+81-90-1234-5678"
+    response = httpx.post(
+        guarded.url + CHAT,
+        json={"model": "gpt-4o-mini", "messages": MSG},
+        headers={"x-callback": f"call {phone}", "x-phone": phone, "x-stainless-os": "Linux"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    (record,) = sim.app.recorder.records
+    assert phone not in json.dumps(record.headers)
+    assert record.headers["x-stainless-os"] == "Linux"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from guardline.proxy.adapters.base import Text, TextRef
@@ -46,6 +46,10 @@ class NonText:
     media are non-text) or ``random`` (padding)."""
     check: Callable[[str, Mapping[str, Any]], bool]
     """(value, the object holding it) -> the value has the declared shape."""
+    contextual: bool = False
+    """The check reads the holder too (so its answer for a value is not remembered)."""
+    memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    """Answers for values seen (ids, models and enums repeat in every event)."""
 
 
 def _shape(pattern: re.Pattern[str]) -> Callable[[str, Mapping[str, Any]], bool]:
@@ -70,7 +74,7 @@ def _base64(value: str, holder: Mapping[str, Any]) -> bool:
 ENUM = NonText("enum", _shape(_ENUM))
 ID = NonText("id", _shape(_ID))
 MODEL = NonText("model", _shape(_MODEL))
-BASE64 = NonText("base64", _base64)
+BASE64 = NonText("base64", _base64, contextual=True)
 URL = NonText("url", _binary_url)
 RANDOM = NonText("random", _shape(re.compile(r"[A-Za-z0-9+/=_\-]{1,512}")))
 
@@ -134,8 +138,7 @@ DECLARED: dict[Provider, dict[str, NonText]] = {
 
 def declared(provider: Provider, key: str, value: str, holder: Mapping[str, Any]) -> bool:
     """Whether ``holder[key] == value`` is a declared non-text field with its shape."""
-    rule = DECLARED[provider].get(key)
-    return rule is not None and rule.check(value, holder)
+    return _skipped(DECLARED[provider].get(key), value, holder)
 
 
 class KeyRef:
@@ -174,21 +177,87 @@ def texts(
     """Every string leaf and text-carrying key inside ``value``, except declared
     non-text fields with their declared shape and the ``(id(holder), key)`` pairs in
     ``skip`` (texts the caller already has). Keys come last (renaming them must follow
-    the value rewrites)."""
+    the value rewrites). Runs on every stream event in guard mode: one pass without
+    recursion (bodies may nest deeply), shapes of keys and declared values remembered."""
     declared = DECLARED[provider]
     out: list[Text] = []
     keys: list[Text] = []
-    for holder, key, name, item in _walk(value):
-        if isinstance(key, str) and not _KEY.fullmatch(key):
-            keys.append(KeyRef(holder, key))
-        if not isinstance(item, str) or not item or (id(holder), key) in skip:
-            continue
-        context: Mapping[str, Any] = holder if isinstance(holder, dict) else {}
-        rule = declared.get(name) if name is not None else None
-        if rule is not None and rule.check(item, context):
-            continue
-        out.append(TextRef(holder, key, signed=name is not None and signed_thinking(name, context)))
+    known_keys = _KEYS
+    stack: list[tuple[Any, str | None]] = [(value, None)]
+    push = stack.append
+    while stack:
+        node, name = stack.pop()
+        if type(node) is dict:
+            for key, item in node.items():
+                kind = type(item)
+                rule = declared.get(key)
+                if rule is None and known_keys.get(key) is not True and not _is_key(key):
+                    keys.append(KeyRef(node, key))  # (declared keys are identifiers)
+                if kind is str:
+                    if not item:
+                        continue
+                    if rule is not None:
+                        # inline of _skipped: this loop runs for every event of a stream
+                        if rule.contextual:
+                            if rule.check(item, node):
+                                continue
+                        else:
+                            ok = rule.memo.get(item)
+                            if ok is None:
+                                ok = _skipped(rule, item, node)
+                            if ok:
+                                continue
+                    if skip and (id(node), key) in skip:
+                        continue
+                    signed = key == "thinking" and signed_thinking(key, node)
+                    out.append(TextRef(node, key, signed=signed))
+                elif (kind is dict or kind is list) and item:
+                    push((item, key))
+        elif type(node) is list:
+            rule = declared.get(name) if name is not None else None
+            for index, item in enumerate(node):
+                kind = type(item)
+                if kind is str:
+                    if not item or _skipped(rule, item, _EMPTY):
+                        continue
+                    if skip and (id(node), index) in skip:
+                        continue
+                    out.append(TextRef(node, index))
+                elif (kind is dict or kind is list) and item:
+                    push((item, name))
     return out + keys
+
+
+_EMPTY: Mapping[str, Any] = {}
+_MEMORY = 8192
+"""Shapes remembered, per kind (keys and declared values repeat in every event)."""
+_KEYS: dict[str, bool] = {}
+
+
+def _is_key(key: Any) -> bool:
+    """An identifier-shaped key (not text). Only JSON's own keys, strings, are read."""
+    if type(key) is not str:
+        return True
+    known = _KEY.fullmatch(key) is not None
+    if len(_KEYS) >= _MEMORY:
+        _KEYS.clear()
+    _KEYS[key] = known
+    return known
+
+
+def _skipped(rule: NonText | None, value: str, holder: Mapping[str, Any]) -> bool:
+    """Whether ``value`` is a declared non-text value with its declared shape."""
+    if rule is None:
+        return False
+    if rule.contextual:
+        return rule.check(value, holder)
+    known = rule.memo.get(value)
+    if known is None:
+        known = rule.check(value, holder)
+        if len(rule.memo) >= _MEMORY:
+            rule.memo.clear()
+        rule.memo[value] = known
+    return known
 
 
 def _walk(value: Any) -> Iterator[tuple[Any, Any, str | None, Any]]:
